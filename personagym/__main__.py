@@ -1,0 +1,3 @@
+from personagym.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""A persistent cache of accepted replies, in the run database.
+
+The key is a hash of everything that changes a model's output and nothing else: provider, base URL
+(without credentials), model, messages, every sampling parameter, the schema, and the sample index
+when sampling is random. Only replies the gateway accepted are stored: an error, a truncated or an
+invalid reply is never cached, so a retry tomorrow really asks the model again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sqlite3
+import time
+from typing import Any
+
+from personagym.llm.types import Reply, Request
+
+# Bump when the meaning of a cached entry changes, so old entries stop matching.
+KEY_VERSION = 1
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_text(schema: Any) -> str | None:
+    if schema is None:
+        return None
+    return json.dumps(schema.model_json_schema(), sort_keys=True)
+
+
+def cache_key(identity: dict[str, Any], request: Request) -> str:
+    s = request.sampling
+    payload = {
+        "v": KEY_VERSION,
+        "model": identity,
+        "messages": [[m.role, m.content] for m in request.messages],
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "max_tokens": s.max_tokens,
+        "seed": s.seed,
+        "schema": _schema_text(request.schema),
+        # At temperature 0 every draw is the same call; above it, each draw is its own answer.
+        "sample": request.sample if s.temperature > 0 else 0,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Cache:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def get(self, key: str) -> Reply | None:
+        row = self.conn.execute(
+            "SELECT text, finish, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", (key,)
+        ).fetchone()
+        return Reply(*row) if row else None
+
+    def put(self, key: str, model: str, reply: Reply) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, model, reply.text, reply.finish, reply.prompt_tokens, reply.completion_tokens, time.time()),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        rows = self.conn.execute(
+            "SELECT model, count(*), sum(length(text)), min(created_at), max(created_at) "
+            "FROM llm_cache GROUP BY model ORDER BY model"
+        ).fetchall()
+        models = [
+            {"model": m, "entries": n, "text_bytes": b or 0, "oldest": lo, "newest": hi} for m, n, b, lo, hi in rows
+        ]
+        return {"entries": sum(m["entries"] for m in models), "models": models}
+
+    def clear(self, model: str | None = None) -> int:
+        if model is None:
+            cur = self.conn.execute("DELETE FROM llm_cache")
+        else:
+            cur = self.conn.execute("DELETE FROM llm_cache WHERE model = ?", (model,))
+        return cur.rowcount

@@ -1,0 +1,187 @@
+"""The gateway: the one road every LLM call takes.
+
+It limits calls in flight per model, retries what is worth retrying (bounded in attempts and in
+total time, honouring Retry-After), times out stuck calls, validates structured output whatever the
+server claims, counts tokens and cost, and answers repeated calls from the cache. It knows nothing
+of personas or tasks. A call either returns a Completion it accepted or raises CallFailed: a
+failure is never turned into text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from personagym.llm.cache import Cache, cache_key
+from personagym.llm.limits import Limits, ModelLimiter
+from personagym.llm.providers import make_provider
+from personagym.llm.providers.base import Provider
+from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec
+from personagym.llm.types import CallFailed, CallFailure, Cause, Completion, ProviderError, Reply, Request
+from personagym.llm.usage import Usage
+
+log = logging.getLogger("personagym.llm")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    max_total_seconds: float = 600.0  # no call keeps retrying longer than this, waits included
+    timeout: float = 120.0  # one attempt
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    max_retry_after: float = 120.0  # a server asking for longer than this is not waited for
+
+    def delay(self, attempt: int, error: ProviderError) -> float:
+        if error.cause in (Cause.INVALID_OUTPUT, Cause.TRUNCATED):
+            return 0.0  # the server is fine; ask again at once
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        # Exponential backoff with jitter, so many callers refused together do not return together.
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _Model:
+    """A provider bound to its limits; one per model spec per gateway."""
+
+    def __init__(self, spec: ModelSpec, provider: Provider, limits: Limits):
+        self.name = str(spec)
+        self.provider = provider
+        cap = provider.max_concurrency
+        self.limiter = ModelLimiter(Limits(min(limits.concurrency, cap or limits.concurrency), limits.rpm, limits.tpm))
+        self.identity = provider.identity()
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def parse_structured(schema: Any, text: str) -> Any:
+    """Validate a reply against its schema. Tolerates a Markdown fence round the JSON, nothing more."""
+    match = _FENCE.match(text)
+    return schema.model_validate_json(match.group(1) if match else text)
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        cache: Cache | None = None,
+        limits: Limits | None = None,
+        model_limits: dict[str, Limits] | None = None,
+        retry: RetryPolicy | None = None,
+        usage: Usage | None = None,
+        settings: dict[str, ProviderSettings] | None = None,
+    ):
+        self.cache = cache
+        self.limits = limits or Limits()
+        self.model_limits = model_limits or {}
+        self.retry = retry or RetryPolicy()
+        self.usage = usage or Usage()
+        self.settings = settings or {}
+        self._models: dict[str, _Model] = {}
+
+    def model(self, spec: str | ModelSpec) -> _Model:
+        """The bound model for a spec, created on first use. Raises ConfigError for a bad spec."""
+        key = str(spec)
+        bound = self._models.get(key)
+        if bound is None:
+            parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+            provider = make_provider(parsed, self.settings.get(parsed.provider) or ProviderSettings())
+            limits = self.model_limits.get(str(parsed), self.limits)
+            bound = self._models[key] = self._models[str(parsed)] = _Model(parsed, provider, limits)
+        return bound
+
+    async def complete(self, spec: str | ModelSpec, request: Request) -> Completion:
+        model = self.model(spec)
+        started = time.monotonic()
+        key = cache_key(model.identity, request) if self.cache else None
+        if key:
+            hit = self.cache.get(key)
+            if hit is not None:
+                try:
+                    parsed = parse_structured(request.schema, hit.text) if request.schema else None
+                except pydantic.ValidationError:
+                    parsed = None  # the schema changed shape under the same name: ask again
+                else:
+                    self.usage.succeeded(model.name, request.role, cached=True)
+                    return Completion(
+                        hit.text, model.name, parsed, hit.prompt_tokens, hit.completion_tokens, cached=True
+                    )
+        reply, parsed, attempts = await self._attempts(model, request, started)
+        if key:
+            self.cache.put(key, model.name, reply)
+        self.usage.succeeded(model.name, request.role)
+        return Completion(
+            reply.text,
+            model.name,
+            parsed,
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            attempts=attempts,
+            seconds=time.monotonic() - started,
+        )
+
+    async def _attempts(self, model: _Model, request: Request, started: float) -> tuple[Reply, Any, int]:
+        policy = self.retry
+        estimate = sum(len(m.content) for m in request.messages) // 4 + request.sampling.max_tokens
+        error = ProviderError(Cause.TIMEOUT, "no attempt was made")
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                async with model.limiter.semaphore:
+                    await model.limiter.admit(estimate)
+                    reply = await asyncio.wait_for(model.provider.generate(request), policy.timeout)
+                self.usage.attempt(model.name, request.role, reply.prompt_tokens, reply.completion_tokens)
+                return reply, self._accept(reply, request), attempt
+            except asyncio.TimeoutError:
+                error = ProviderError(Cause.TIMEOUT, f"no reply within {policy.timeout:g} s")
+                self.usage.attempt(model.name, request.role, 0, 0)
+            except ProviderError as exc:
+                error = exc
+                if exc.cause not in (Cause.INVALID_OUTPUT, Cause.TRUNCATED):  # those were counted with their tokens
+                    self.usage.attempt(model.name, request.role, 0, 0)
+            if not error.cause.retriable or attempt == policy.max_attempts:
+                break
+            delay = policy.delay(attempt, error)
+            if time.monotonic() - started + delay > policy.max_total_seconds:
+                break
+            log.debug("%s attempt %d failed (%s); retrying in %.2f s", model.name, attempt, error, delay)
+            if delay:
+                await asyncio.sleep(delay)
+        failure = CallFailure(model.name, error.cause, error.detail, attempt, request.role)
+        self.usage.failed(failure)
+        raise CallFailed(failure)
+
+    @staticmethod
+    def _accept(reply: Reply, request: Request) -> Any:
+        """Raise ProviderError for a reply that is not usable; return the parsed object if any."""
+        if reply.finish == "length":
+            raise ProviderError(Cause.TRUNCATED, f"cut at max_tokens={request.sampling.max_tokens}")
+        if request.schema is None:
+            if not reply.text.strip():
+                raise ProviderError(Cause.INVALID_OUTPUT, "empty reply")
+            return None
+        try:
+            return parse_structured(request.schema, reply.text)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {}
+            raise ProviderError(
+                Cause.INVALID_OUTPUT, f"reply does not match {request.schema.__name__}: {first.get('msg', exc)}"
+            ) from None
+
+    async def aclose(self) -> None:
+        for model in {id(m): m for m in self._models.values()}.values():
+            await model.provider.aclose()
+
+    async def __aenter__(self) -> "Gateway":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,85 @@
+"""Anthropic's Messages API through the official async SDK.
+
+The SDK installed here (2.x) speaks API version 2026-10-21, which rejects temperature, top_p and
+top_k outright, so no sampling parameter is sent: Claude samples with its own defaults. The cache
+key still carries the requested sampling, so draws at temperature > 0 stay distinct. Structured
+output uses the native `output_config.format` JSON schema, made API-compatible by the SDK's own
+`transform_schema` (it moves unsupported bounds into descriptions; the gateway validates the bounds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from personagym.errors import ConfigError
+from personagym.llm.providers.base import classify_status, error_message
+from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.types import Cause, ProviderError, Reply, Request
+
+OFFICIAL_URL = "https://api.anthropic.com"
+_FINISH = {"max_tokens": "length", "model_context_window_exceeded": "length"}
+
+
+class AnthropicProvider:
+    max_concurrency = None
+
+    def __init__(self, model: str, settings: ProviderSettings):
+        self.model = model
+        self.base_url = settings.base_url
+        if not settings.api_key:
+            raise ConfigError(
+                f"no API key for anthropic:{model}: set ANTHROPIC_API_KEY, or api_key in the [anthropic] table "
+                "of the config file"
+            )
+        self.client = anthropic.AsyncAnthropic(
+            api_key=settings.api_key, base_url=self.base_url, max_retries=0, timeout=None
+        )
+
+    def identity(self) -> dict[str, Any]:
+        return {"provider": "anthropic", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
+
+    def _params(self, request: Request) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.sampling.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+        }
+        if system:
+            params["system"] = system
+        if request.schema is not None:
+            params["output_config"] = {
+                "format": {"type": "json_schema", "schema": anthropic.transform_schema(request.schema)}
+            }
+        return params
+
+    async def generate(self, request: Request) -> Reply:
+        try:
+            message = await self.client.messages.create(**self._params(request))
+        except anthropic.APITimeoutError as exc:
+            raise ProviderError(Cause.TIMEOUT, str(exc)) from None
+        except anthropic.APIConnectionError as exc:
+            where = public_url(self.base_url) or OFFICIAL_URL
+            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
+        except anthropic.APIStatusError as exc:
+            raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
+        except (anthropic.APIResponseValidationError, ValueError) as exc:  # ValueError: a body that is not JSON
+            raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {exc}") from None
+        try:
+            text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+            finish = _FINISH.get(message.stop_reason or "", "stop")
+        except (AttributeError, TypeError):
+            raise ProviderError(Cause.MALFORMED_RESPONSE, "response has no content blocks") from None
+        usage = getattr(message, "usage", None)
+        return Reply(
+            text,
+            finish,
+            getattr(usage, "input_tokens", 0) or 0,
+            getattr(usage, "output_tokens", 0) or 0,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+

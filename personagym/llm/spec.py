@@ -1,0 +1,85 @@
+"""Model specs (``provider:model``) and where each provider's base URL and key come from."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from personagym.errors import ConfigError
+
+PROVIDERS = ("openai", "anthropic", "local")
+
+# Environment variables each provider reads, in the names users already have set for the SDKs.
+ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+ENV_BASE_URLS = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    provider: str
+    model: str  # for `local`, a GGUF path or "" for the embedded default
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+
+def parse_spec(text: str) -> ModelSpec:
+    text = text.strip()
+    provider, sep, model = text.partition(":")
+    provider = provider.strip().lower()
+    if provider == "local":
+        return ModelSpec("local", model.strip())
+    if not sep:
+        raise ConfigError(
+            f"model spec {text!r} names no provider: write it as provider:model, e.g. openai:{text or 'gpt-4o'}"
+        )
+    if provider not in PROVIDERS:
+        raise ConfigError(
+            f"unknown provider {provider!r} in model spec {text!r}: use one of openai:, anthropic:, local"
+        )
+    if not model.strip():
+        raise ConfigError(f"model spec {text!r} has an empty model name: write e.g. {provider}:<model name>")
+    return ModelSpec(provider, model.strip())
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Connection settings for one provider. The key is kept out of repr so it never reaches a log."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 120.0
+
+
+def resolve_settings(provider: str, *, flags: dict | None = None, config: dict | None = None) -> ProviderSettings:
+    """Flags win over the config file, which wins over the environment."""
+    flags = flags or {}
+    config = config or {}
+    env = os.environ
+
+    def pick(name: str, env_name: str | None) -> str | None:
+        for source in (flags.get(name), config.get(name)):
+            if source:
+                return str(source)
+        if name == "api_key" and config.get("api_key_env"):
+            return env.get(str(config["api_key_env"])) or None
+        return (env.get(env_name) or None) if env_name else None
+
+    timeout = flags.get("timeout") or config.get("timeout") or 120.0
+    return ProviderSettings(
+        base_url=pick("base_url", ENV_BASE_URLS.get(provider)),
+        api_key=pick("api_key", ENV_KEYS.get(provider)),
+        timeout=float(timeout),
+    )
+
+
+def public_url(url: str | None) -> str | None:
+    """A base URL with any user:password@ removed: safe to store, log and hash."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))

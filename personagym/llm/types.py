@@ -1,0 +1,116 @@
+"""Plain data that crosses the gateway: what is asked, what comes back, and how a call failed."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from personagym.errors import PersonaGymError
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Every parameter that changes what a model says; all of it is part of the cache key."""
+
+    temperature: float = 0.0
+    top_p: float | None = None
+    max_tokens: int = 1024
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    messages: tuple[Message, ...]
+    sampling: Sampling = Sampling()
+    # A pydantic model class the reply must validate against (structured output), or None.
+    schema: Any = None
+    # Which independent draw this is when temperature > 0: draw 0 and draw 1 of the same prompt are
+    # different answers, cached separately; at temperature 0 they are the same call.
+    sample: int = 0
+    # Who is asking (agent, judge, ...): for usage accounting only, never part of the cache key.
+    role: str = "default"
+
+    @classmethod
+    def of(cls, *messages: tuple[str, str], **kwargs: Any) -> "Request":
+        """Shorthand: ``Request.of(("system", s), ("user", u), schema=Verdict)``."""
+        return cls(tuple(Message(r, c) for r, c in messages), **kwargs)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a provider returns before the gateway has judged it."""
+
+    text: str
+    finish: str  # "stop" when the model ended on its own, "length" when cut at max_tokens
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A reply the gateway accepted: complete, and valid against the schema if one was asked."""
+
+    text: str
+    model: str
+    parsed: Any = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    attempts: int = 1
+    seconds: float = 0.0
+
+
+class Cause(str, enum.Enum):
+    """Why a call failed. Retriable causes are retried within bounds; the rest fail at once."""
+
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    CONNECTION = "connection"
+    MALFORMED_RESPONSE = "malformed_response"
+    TRUNCATED = "truncated"
+    INVALID_OUTPUT = "invalid_output"
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    BAD_REQUEST = "bad_request"
+
+    @property
+    def retriable(self) -> bool:
+        return self not in (Cause.AUTH, Cause.NOT_FOUND, Cause.BAD_REQUEST)
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """A call that produced nothing usable. Recorded and counted; never text, never a score."""
+
+    model: str
+    cause: Cause
+    detail: str
+    attempts: int
+    role: str = "default"
+
+
+class CallFailed(PersonaGymError):
+    def __init__(self, failure: CallFailure):
+        super().__init__(f"{failure.model}: {failure.cause.value} after {failure.attempts} attempt(s): {failure.detail}")
+        self.failure = failure
+
+
+@dataclass
+class ProviderError(Exception):
+    """Raised by a provider, already classified, so the gateway's retry logic knows no SDK."""
+
+    cause: Cause
+    detail: str
+    retry_after: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.cause.value}: {self.detail}"

@@ -1,0 +1,5 @@
+"""The SQLite database a run lives in: schema migrations, and the tables each layer writes."""
+
+from personagym.store.db import connect
+
+__all__ = ["connect"]
