@@ -51,6 +51,11 @@ def test_models_check_reads_the_environment(server, tmp_path):
             {},
             ["cannot reach http://127.0.0.1:9/v1", "start the server"],
         ),
+        (
+            ["anthropic:claude-x", "--anthropic-base-url", "http://127.0.0.1:9"],
+            {"ANTHROPIC_API_KEY": "k"},
+            ["cannot reach http://127.0.0.1:9", "ANTHROPIC_BASE_URL"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_with_the_fix_and_exit_2(args, env, words, tmp_path):

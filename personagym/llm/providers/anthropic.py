@@ -14,7 +14,8 @@ from typing import Any
 import anthropic
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import classify_status, error_message, refused_connection
+from personagym.llm.providers.base import classify_status, error_message
+from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -38,7 +39,7 @@ class AnthropicProvider:
             base_url=self.base_url,
             max_retries=0,
             timeout=None,
-            http_client=anthropic.DefaultAioHttpClient(timeout=None),  # see the openai provider for why
+            http_client=http_client(),
         )
 
     def identity(self) -> dict[str, Any]:
@@ -62,12 +63,11 @@ class AnthropicProvider:
     async def generate(self, request: Request) -> Reply:
         try:
             message = await self.client.messages.create(**self._params(request))
-        except anthropic.APIConnectionError as exc:  # timeouts included
-            refused = refused_connection(exc)
-            if isinstance(exc, anthropic.APITimeoutError) and refused is None:
-                raise ProviderError(Cause.TIMEOUT, str(exc)) from None
+        except anthropic.APITimeoutError as exc:
+            raise ProviderError(Cause.TIMEOUT, str(exc)) from None
+        except anthropic.APIConnectionError as exc:
             where = public_url(self.base_url) or OFFICIAL_URL
-            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {refused or exc}") from None
+            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
         except anthropic.APIStatusError as exc:
             raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
         except (anthropic.APIResponseValidationError, ValueError) as exc:  # ValueError: a body that is not JSON

@@ -76,17 +76,3 @@ def error_message(body: Any, fallback: str) -> str:
             return str(error["message"])
     return json.dumps(body)[:300] if body is not None else fallback
 
-
-def refused_connection(exc: BaseException) -> OSError | None:
-    """The connection error hidden under an SDK "timeout", if there is one.
-
-    The SDKs' aiohttp transport maps a refused or unresolvable connection to ConnectTimeout, so a
-    server that is simply not running would read as a timeout; the original OSError is still in the
-    exception chain.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None

@@ -18,7 +18,8 @@ import httpx2
 import openai
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import classify_status, error_message, refused_connection, schema_of
+from personagym.llm.providers.base import classify_status, error_message, schema_of
+from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -45,7 +46,7 @@ class OpenAIProvider:
             base_url=self.base_url,
             max_retries=0,
             timeout=None,
-            http_client=openai.DefaultAioHttpClient(timeout=None),
+            http_client=http_client(),
         )
 
     def identity(self) -> dict[str, Any]:
@@ -78,12 +79,11 @@ class OpenAIProvider:
             body = json.dumps(self._params(request)).encode()
             response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
             data = json.loads(response.content)
-        except openai.APIConnectionError as exc:  # timeouts included
-            refused = refused_connection(exc)
-            if isinstance(exc, openai.APITimeoutError) and refused is None:
-                raise ProviderError(Cause.TIMEOUT, str(exc)) from None
+        except openai.APITimeoutError as exc:
+            raise ProviderError(Cause.TIMEOUT, str(exc)) from None
+        except openai.APIConnectionError as exc:
             where = public_url(self.base_url) or OFFICIAL_URL
-            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {refused or exc}") from None
+            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
         except openai.APIStatusError as exc:
             raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
         except ValueError as exc:  # a body that is not JSON
