@@ -111,3 +111,26 @@ def test_cache_stats_and_clear(server, tmp_path):
 def test_help_has_examples():
     result = run("--help")
     assert result.returncode == 0 and "personagym models check local" in result.stdout
+
+
+def test_ctrl_c_exits_130_without_a_traceback(server, tmp_path):
+    import signal
+    import time
+
+    server.inject("stall", stall_seconds=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "personagym", "models", "check", "openai:m", "--openai-base-url", server.base_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 30
+    while server.stats.requests == 0 and time.monotonic() < deadline:  # wait until the call is in flight
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.strip() == "interrupted"
