@@ -3,7 +3,15 @@
 from personagym.llm.gateway import Gateway, RetryPolicy
 from personagym.llm.limits import Limits
 from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec
-from personagym.llm.types import CallFailed, CallFailure, Cause, Completion, Message, Request, Sampling
+from personagym.llm.types import (
+    CallFailed,
+    CallFailure,
+    Cause,
+    Completion,
+    Message,
+    Request,
+    Sampling,
+)
 
 __all__ = [
     "CallFailed",

@@ -25,7 +25,15 @@ from personagym.llm.limits import Limits, ModelLimiter
 from personagym.llm.providers import make_provider
 from personagym.llm.providers.base import Provider
 from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec
-from personagym.llm.types import CallFailed, CallFailure, Cause, Completion, ProviderError, Reply, Request
+from personagym.llm.types import (
+    CallFailed,
+    CallFailure,
+    Cause,
+    Completion,
+    ProviderError,
+    Reply,
+    Request,
+)
 from personagym.llm.usage import Usage
 
 log = logging.getLogger("personagym.llm")

@@ -14,7 +14,7 @@ from typing import Any
 import anthropic
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import classify_status, error_message
+from personagym.llm.providers.base import sdk_errors
 from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
@@ -61,17 +61,8 @@ class AnthropicProvider:
         return params
 
     async def generate(self, request: Request) -> Reply:
-        try:
+        with sdk_errors(anthropic, public_url(self.base_url) or OFFICIAL_URL):
             message = await self.client.messages.create(**self._params(request))
-        except anthropic.APITimeoutError as exc:
-            raise ProviderError(Cause.TIMEOUT, str(exc)) from None
-        except anthropic.APIConnectionError as exc:
-            where = public_url(self.base_url) or OFFICIAL_URL
-            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
-        except anthropic.APIStatusError as exc:
-            raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
-        except (anthropic.APIResponseValidationError, ValueError) as exc:  # ValueError: a body that is not JSON
-            raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {exc}") from None
         try:
             text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
             finish = _FINISH.get(message.stop_reason or "", "stop")

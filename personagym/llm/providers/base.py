@@ -6,10 +6,12 @@ thin translation between our plain data and one SDK, and adding a provider touch
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import time
-from typing import Any, Mapping, Protocol
+from types import ModuleType
+from typing import Any, Iterator, Mapping, Protocol
 
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -76,3 +78,22 @@ def error_message(body: Any, fallback: str) -> str:
             return str(error["message"])
     return json.dumps(body)[:300] if body is not None else fallback
 
+
+
+@contextlib.contextmanager
+def sdk_errors(sdk: ModuleType, where: str) -> Iterator[None]:
+    """Translate an official SDK's exceptions into classified ProviderErrors.
+
+    The openai and anthropic SDKs are generated from one template and share these class names.
+    `where` is the public base URL, named when the server cannot be reached.
+    """
+    try:
+        yield
+    except sdk.APITimeoutError as exc:
+        raise ProviderError(Cause.TIMEOUT, str(exc)) from None
+    except sdk.APIConnectionError as exc:
+        raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
+    except sdk.APIStatusError as exc:
+        raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
+    except (sdk.APIResponseValidationError, ValueError) as exc:  # ValueError: a body that is not JSON
+        raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {exc}") from None

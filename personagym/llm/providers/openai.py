@@ -10,15 +10,14 @@ URL handling and error classes remain the SDK's own.
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 import httpx2
 import openai
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import classify_status, error_message, schema_of
+from personagym.llm.providers.base import schema_of, sdk_errors
 from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
@@ -74,20 +73,11 @@ class OpenAIProvider:
         return params
 
     async def generate(self, request: Request) -> Reply:
-        try:
-            # Serialised here: the SDK sends bytes as they are, without deep-copying the body.
-            body = json.dumps(self._params(request)).encode()
+        # Serialised here: the SDK sends bytes as they are, without deep-copying the body.
+        body = json.dumps(self._params(request)).encode()
+        with sdk_errors(openai, public_url(self.base_url) or OFFICIAL_URL):
             response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
             data = json.loads(response.content)
-        except openai.APITimeoutError as exc:
-            raise ProviderError(Cause.TIMEOUT, str(exc)) from None
-        except openai.APIConnectionError as exc:
-            where = public_url(self.base_url) or OFFICIAL_URL
-            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
-        except openai.APIStatusError as exc:
-            raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
-        except ValueError as exc:  # a body that is not JSON
-            raise ProviderError(Cause.MALFORMED_RESPONSE, f"response is not JSON: {exc}") from None
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
