@@ -215,3 +215,26 @@ async def test_the_api_key_never_reaches_the_database(server, make_gateway, db_p
     assert server.request_headers[-1]["authorization"] == f"Bearer {secret}"  # it was really used
     for path in db_path.parent.glob(db_path.name + "*"):
         assert secret.encode() not in path.read_bytes()
+
+
+async def test_every_call_is_billed_to_the_observer(server, make_gateway):
+    bills = []
+    server.inject("500")
+    async with make_gateway(cache=True, on_call=bills.append) as gw:
+        await gw.complete("openai:m", ask(role="agent"))
+        await gw.complete("openai:m", ask(role="agent"))
+        server.inject("500", count=3)
+        with pytest.raises(CallFailed):
+            await gw.complete("openai:m", ask("other", role="judge"))
+    fresh, hit, failed = bills
+    assert (fresh.ok, fresh.attempts, fresh.cached) == (True, 2, False) and fresh.prompt_tokens > 0
+    assert (hit.ok, hit.attempts, hit.cached) == (True, 0, True)
+    assert (failed.ok, failed.attempts, failed.cause, failed.role) == (False, 3, "server_error", "judge")
+
+
+async def test_an_endpoint_of_its_own_with_extra_body_fields(server, make_gateway):
+    async with make_gateway() as gw:
+        agent = gw.model("openai:their-bot", base_url=server.base_url)
+        assert gw.model("openai:their-bot", base_url=server.base_url) is agent
+        await gw.complete(agent, Request.of(("user", "hi"), extra_body={"persona": "A pirate"}))
+    assert server.requests[-1]["persona"] == "A pirate"

@@ -39,6 +39,7 @@ def cache_key(identity: dict[str, Any], request: Request) -> str:
         "max_tokens": s.max_tokens,
         "seed": s.seed,
         "schema": _schema_text(request.schema),
+        "extra_body": request.extra_body,
         # At temperature 0 every draw is the same call; above it, each draw is its own answer.
         "sample": request.sample if s.temperature > 0 else 0,
     }

@@ -10,13 +10,14 @@ failure is never turned into text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 import pydantic
 
@@ -28,6 +29,7 @@ from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec
 from personagym.llm.types import (
     CallFailed,
     CallFailure,
+    CallRecord,
     Cause,
     Completion,
     ProviderError,
@@ -58,8 +60,22 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-class _Model:
-    """A provider bound to its limits; one per model spec per gateway."""
+@dataclass
+class _Bill:
+    """What one call has cost so far, over all its attempts."""
+
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def record(self, model: str, role: str, cause: str | None = None) -> CallRecord:
+        return CallRecord(
+            model, role, cause is None, False, self.attempts, self.prompt_tokens, self.completion_tokens, cause
+        )
+
+
+class BoundModel:
+    """A provider bound to its limits; one per model spec (and base URL) per gateway."""
 
     def __init__(self, spec: ModelSpec, provider: Provider, limits: Limits):
         self.name = str(spec)
@@ -102,6 +118,7 @@ class Gateway:
         retry: RetryPolicy | None = None,
         usage: Usage | None = None,
         settings: dict[str, ProviderSettings] | None = None,
+        on_call: Callable[[CallRecord], None] | None = None,
     ):
         self.cache = cache
         self.limits = limits or Limits()
@@ -109,20 +126,27 @@ class Gateway:
         self.retry = retry or RetryPolicy()
         self.usage = usage or Usage()
         self.settings = settings or {}
-        self._models: dict[str, _Model] = {}
+        self.on_call = on_call  # e.g. the run store, which keeps every call's bill
+        self._models: dict[tuple[str, str | None], BoundModel] = {}
 
-    def model(self, spec: str | ModelSpec) -> _Model:
-        """The bound model for a spec, created on first use. Raises ConfigError for a bad spec."""
-        key = str(spec)
+    def model(self, spec: str | ModelSpec | BoundModel, base_url: str | None = None) -> BoundModel:
+        """The bound model for a spec (at a base URL other than its provider's, if given), created on
+        first use. Raises ConfigError for a bad spec or missing key."""
+        if isinstance(spec, BoundModel):
+            return spec
+        key = (str(spec), base_url)
         bound = self._models.get(key)
         if bound is None:
             parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
-            provider = make_provider(parsed, self.settings.get(parsed.provider) or ProviderSettings())
+            settings = self.settings.get(parsed.provider) or ProviderSettings()
+            if base_url:
+                settings = dataclasses.replace(settings, base_url=base_url)
+            provider = make_provider(parsed, settings)
             limits = self.model_limits.get(str(parsed), self.limits)
-            bound = self._models[key] = self._models[str(parsed)] = _Model(parsed, provider, limits)
+            bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, provider, limits)
         return bound
 
-    async def complete(self, spec: str | ModelSpec, request: Request) -> Completion:
+    async def complete(self, spec: str | ModelSpec | BoundModel, request: Request) -> Completion:
         model = self.model(spec)
         started = time.monotonic()
         key = cache_key(model.identity, request) if self.cache else None
@@ -132,44 +156,53 @@ class Gateway:
                 try:
                     parsed = parse_structured(request.schema, hit.text) if request.schema else None
                 except pydantic.ValidationError:
-                    parsed = None  # the schema changed shape under the same name: ask again
+                    pass  # the schema changed shape under the same name: ask again
                 else:
-                    self.usage.succeeded(model.name, request.role, cached=True)
+                    self._bill(CallRecord(model.name, request.role, ok=True, cached=True))
                     return Completion(
                         hit.text, model.name, parsed, hit.prompt_tokens, hit.completion_tokens, cached=True
                     )
-        reply, parsed, attempts = await self._attempts(model, request, started)
+        bill = _Bill()
+        try:
+            reply, parsed = await self._attempts(model, request, started, bill)
+        except CallFailed as exc:
+            self._bill(bill.record(model.name, request.role, exc.failure.cause.value))
+            raise
         if key:
             self.cache.put(key, model.name, reply)
-        self.usage.succeeded(model.name, request.role)
+        self._bill(bill.record(model.name, request.role))
         return Completion(
             reply.text,
             model.name,
             parsed,
             reply.prompt_tokens,
             reply.completion_tokens,
-            attempts=attempts,
+            attempts=bill.attempts,
             seconds=time.monotonic() - started,
         )
 
-    async def _attempts(self, model: _Model, request: Request, started: float) -> tuple[Reply, Any, int]:
+    def _bill(self, record: CallRecord) -> None:
+        self.usage.record(record)
+        if self.on_call is not None:
+            self.on_call(record)
+
+    async def _attempts(self, model: BoundModel, request: Request, started: float, bill: "_Bill") -> tuple[Reply, Any]:
         policy = self.retry
         estimate = sum(len(m.content) for m in request.messages) // 4 + request.sampling.max_tokens
         error = ProviderError(Cause.TIMEOUT, "no attempt was made")
         for attempt in range(1, policy.max_attempts + 1):
+            bill.attempts = attempt
             try:
                 async with model.limiter.semaphore:
                     await model.limiter.admit(estimate)
                     reply = await _within(policy.timeout, model.provider.generate(request))
-                self.usage.attempt(model.name, request.role, reply.prompt_tokens, reply.completion_tokens)
-                return reply, self._accept(reply, request), attempt
+                bill.prompt_tokens += reply.prompt_tokens
+                bill.completion_tokens += reply.completion_tokens
+                return reply, self._accept(reply, request)
             except asyncio.TimeoutError:
                 error = ProviderError(Cause.TIMEOUT, f"no reply within {policy.timeout:g} s")
-                self.usage.attempt(model.name, request.role, 0, 0)
             except ProviderError as exc:
                 error = exc
-                if exc.cause not in (Cause.INVALID_OUTPUT, Cause.TRUNCATED):  # those were counted with their tokens
-                    self.usage.attempt(model.name, request.role, 0, 0)
             if not error.cause.retriable or attempt == policy.max_attempts:
                 break
             delay = policy.delay(attempt, error)
@@ -178,9 +211,7 @@ class Gateway:
             log.debug("%s attempt %d failed (%s); retrying in %.2f s", model.name, attempt, error, delay)
             if delay:
                 await asyncio.sleep(delay)
-        failure = CallFailure(model.name, error.cause, error.detail, attempt, request.role)
-        self.usage.failed(failure)
-        raise CallFailed(failure)
+        raise CallFailed(CallFailure(model.name, error.cause, error.detail, bill.attempts, request.role))
 
     @staticmethod
     def _accept(reply: Reply, request: Request) -> Any:

@@ -36,6 +36,9 @@ class Request:
     sample: int = 0
     # Who is asking (agent, judge, ...): for usage accounting only, never part of the cache key.
     role: str = "default"
+    # Extra top-level fields for the request body, e.g. a persona field a user's own chat endpoint
+    # reads. Part of the cache key.
+    extra_body: Any = None
 
     @classmethod
     def of(cls, *messages: tuple[str, str], **kwargs: Any) -> "Request":
@@ -95,6 +98,20 @@ class CallFailure:
     detail: str
     attempts: int
     role: str = "default"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """The bill for one call, success or failure: what usage ledgers and run stores keep."""
+
+    model: str
+    role: str
+    ok: bool
+    cached: bool = False
+    attempts: int = 0  # requests sent, retries included (0 for a cache hit)
+    prompt_tokens: int = 0  # paid over every attempt, rejected replies included
+    completion_tokens: int = 0
+    cause: str | None = None  # why it failed, when it did
 
 
 class CallFailed(PersonaGymError):

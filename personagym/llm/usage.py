@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from personagym.errors import UserError
-from personagym.llm.types import CallFailure
+from personagym.llm.types import CallRecord
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,23 +86,20 @@ class Usage:
             row = self.rows[(model, role)] = UsageRow()
         return row
 
-    def attempt(self, model: str, role: str, prompt_tokens: int, completion_tokens: int) -> None:
-        row = self._row(model, role)
-        row.attempts += 1
-        row.prompt_tokens += prompt_tokens
-        row.completion_tokens += completion_tokens
-        if row.cost is not None:
-            cost = self.prices.cost(model, prompt_tokens, completion_tokens)
+    def record(self, call: CallRecord) -> None:
+        row = self._row(call.model, call.role)
+        row.attempts += call.attempts
+        row.prompt_tokens += call.prompt_tokens
+        row.completion_tokens += call.completion_tokens
+        if row.cost is not None and call.attempts:
+            cost = self.prices.cost(call.model, call.prompt_tokens, call.completion_tokens)
             row.cost = None if cost is None else row.cost + cost
-
-    def succeeded(self, model: str, role: str, *, cached: bool = False) -> None:
-        row = self._row(model, role)
-        row.calls += 1
-        row.cached += cached
-
-    def failed(self, failure: CallFailure) -> None:
-        self._row(failure.model, failure.role).failures += 1
-        self.causes[(failure.model, failure.cause.value)] += 1
+        if call.ok:
+            row.calls += 1
+            row.cached += call.cached
+        else:
+            row.failures += 1
+            self.causes[(call.model, call.cause or "unknown")] += 1
 
     def _sum(self, index: int) -> dict[str, UsageRow]:
         out: dict[str, UsageRow] = {}

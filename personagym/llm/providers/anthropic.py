@@ -58,6 +58,8 @@ class AnthropicProvider:
             params["output_config"] = {
                 "format": {"type": "json_schema", "schema": anthropic.transform_schema(request.schema)}
             }
+        if request.extra_body:
+            params["extra_body"] = dict(request.extra_body)
         return params
 
     async def generate(self, request: Request) -> Reply:

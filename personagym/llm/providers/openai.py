@@ -70,6 +70,8 @@ class OpenAIProvider:
                 # Not strict: strict mode rejects common schema keywords; the gateway validates anyway.
                 "json_schema": {"name": request.schema.__name__, "schema": schema_of(request.schema), "strict": False},
             }
+        if request.extra_body:
+            params.update(request.extra_body)
         return params
 
     async def generate(self, request: Request) -> Reply:
