@@ -1,0 +1,397 @@
+"""PersonaGym's fixed benchmark (benchmark-v1): 200 personas x 5 tasks x 10 questions.
+
+The data come from the upstream repository (github.com/vsamuel2003/PersonaGym, MIT licence) at a
+pinned commit. A benchmark directory is laid out as::
+
+    personas.json                 the 200 personas, upstream order
+    questions/<persona>.json      {task name: [10 questions]} for each persona (file name = persona text)
+    environments.json             optional: upstream's 150 environment names
+    reference_scores.json         optional: upstream's published scores
+    LICENSE, MANIFEST.sha256      optional
+
+The package carries the sha256 of every file (`benchmark_v1.sha256`) and the persona order
+(`benchmark_v1_personas.json`), so nothing read from disk or the network is trusted before it is
+checked. `download_benchmark` fetches the questions into the user's cache (`default_benchmark_dir`);
+`load_benchmark` verifies and reads a directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable
+
+from personagym.errors import UserError
+
+__all__ = [
+    "TASKS",
+    "TASK_ALIASES",
+    "BENCHMARK_NAME",
+    "UPSTREAM_COMMIT",
+    "UPSTREAM_RAW",
+    "Benchmark",
+    "load_benchmark",
+    "default_benchmark_dir",
+    "download_benchmark",
+    "packaged_sums",
+]
+
+BENCHMARK_NAME = "benchmark-v1"
+TASKS = ("Expected Action", "Action Justification", "Linguistic Habits", "Persona Consistency", "Toxicity Control")
+TASK_ALIASES = {"Toxicity": "Toxicity Control"}
+QUESTIONS_PER_TASK = 10
+UPSTREAM_COMMIT = "536f705e610289c38d84e083fcea6ea5093d3a25"
+UPSTREAM_RAW = f"https://raw.githubusercontent.com/vsamuel2003/PersonaGym/{UPSTREAM_COMMIT}"
+
+OPTIONAL_FILES = ("environments.json", "reference_scores.json")
+_SUMS_RESOURCE = "benchmark_v1.sha256"
+_ORDER_RESOURCE = "benchmark_v1_personas.json"
+_DOWNLOAD_HINT = "run `personagym benchmark download` or pass --benchmark-dir"
+
+# Downloads: 8 files at once; network errors, 429 and 5xx are retried RETRIES times after the
+# first attempt, waiting BACKOFF[i] seconds before retry i.
+CONCURRENCY = 8
+RETRIES = 3
+BACKOFF = (0.5, 1.5, 4.0)
+TIMEOUT = 30.0
+MAX_FILE_BYTES = 1 << 20  # a questions file is ~10 KB; anything past 1 MiB is not one
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A verified benchmark: personas in upstream order and their questions per task."""
+
+    name: str
+    personas: tuple[str, ...]
+    questions: dict[str, dict[str, tuple[str, ...]]]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The task names present, in canonical order."""
+        present = {task for per_task in self.questions.values() for task in per_task}
+        return tuple(task for task in TASKS if task in present)
+
+    @property
+    def question_count(self) -> int:
+        return sum(len(qs) for persona in self.personas for qs in self.questions[persona].values())
+
+    def limit(self, n: int | None) -> Benchmark:
+        """The first `n` personas (all of them if `n` is None or at least their number)."""
+        if n is None:
+            return self
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"the persona limit must be a whole number of at least 1, not {n!r}: pass e.g. --limit 5")
+        personas = self.personas[:n]
+        return replace(self, personas=personas, questions={p: self.questions[p] for p in personas})
+
+    def only_tasks(self, names: Iterable[str]) -> Benchmark:
+        """Keep only the named tasks (aliases such as "Toxicity" and any letter case accepted)."""
+        if isinstance(names, str):
+            names = [names]
+        by_key = {task.lower(): task for task in TASKS}
+        by_key.update({alias.lower(): task for alias, task in TASK_ALIASES.items()})
+        wanted = set()
+        for name in names:
+            task = by_key.get(" ".join(str(name).split()).lower())
+            if task is None:
+                raise UserError(f"unknown task {name!r}: choose from {', '.join(TASKS)}")
+            wanted.add(task)
+        if not wanted:
+            raise UserError(f"no tasks selected: name at least one of {', '.join(TASKS)}")
+        questions = {
+            persona: {task: qs for task, qs in per_task.items() if task in wanted}
+            for persona, per_task in self.questions.items()
+        }
+        return replace(self, questions=questions)
+
+
+# -- packaged data ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def packaged_sums() -> dict[str, str]:
+    """The packaged sha256 of every benchmark file, by path relative to the benchmark directory."""
+    text = resources.files("personagym").joinpath(_SUMS_RESOURCE).read_text(encoding="utf-8")
+    sums = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        digest, rel = line.split("  ", 1)
+        sums[rel.removeprefix("./")] = digest.lower()
+    return sums
+
+
+@lru_cache(maxsize=1)
+def _persona_order() -> tuple[str, ...]:
+    """The personas in upstream order: the questions file names in the sums, ordered by the packaged list."""
+    names = {
+        rel.removeprefix("questions/").removesuffix(".json")
+        for rel in packaged_sums()
+        if rel.startswith("questions/") and rel.endswith(".json")
+    }
+    order = json.loads(resources.files("personagym").joinpath(_ORDER_RESOURCE).read_text(encoding="utf-8"))
+    if set(order) != names or len(order) != len(names):  # a packaging bug, never the user's fault
+        raise RuntimeError(f"{_ORDER_RESOURCE} and {_SUMS_RESOURCE} disagree about the benchmark personas")
+    return tuple(order)
+
+
+def _personas_json_bytes() -> bytes:
+    """personas.json exactly as upstream's copy is written (verified against its packaged sum)."""
+    data = json.dumps(list(_persona_order()), indent=1, ensure_ascii=False).encode("utf-8")
+    if _sha256(data) != packaged_sums()["personas.json"]:
+        raise RuntimeError("the packaged persona list does not match the packaged sum of personas.json")
+    return data
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _questions_rel(persona: str) -> str:
+    return f"questions/{persona}.json"
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def load_benchmark(directory: str | Path) -> Benchmark:
+    """Verify every data file of the benchmark in `directory` against the packaged sums, then read it."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise UserError(f"benchmark directory {_flat(root)} {what}: {_DOWNLOAD_HINT}")
+
+    personas_data = json.loads(_read_verified(root, "personas.json"))
+    personas = tuple(personas_data)
+    for rel in OPTIONAL_FILES:
+        if (root / rel).exists():
+            _read_verified(root, rel)
+
+    questions: dict[str, dict[str, tuple[str, ...]]] = {}
+    for number, persona in enumerate(personas, start=1):
+        rel = _questions_rel(persona)
+        if not (root / rel).is_file():
+            raise UserError(
+                f"persona {number} of {len(personas)} has no questions file: {_flat(root / rel)} is missing; "
+                f"the copy is incomplete, {_DOWNLOAD_HINT}"
+            )
+        raw = json.loads(_read_verified(root, rel))
+        questions[persona] = _normalise_tasks(raw, root / rel)
+    return Benchmark(name=BENCHMARK_NAME, personas=personas, questions=questions)
+
+
+def _read_verified(root: Path, rel: str) -> bytes:
+    """The bytes of `root/rel`, after checking them against the packaged sum."""
+    path = root / rel
+    expected = packaged_sums().get(rel)
+    if expected is None:  # only reachable with a personas.json that passed its own check: a packaging bug
+        raise RuntimeError(f"no packaged sha256 for {rel}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"benchmark file {_flat(path)} is missing: the copy is incomplete, {_DOWNLOAD_HINT}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read benchmark file {_flat(path)} ({_flat(exc)}): check its permissions") from None
+    if _sha256(data) != expected:
+        raise UserError(
+            f"benchmark file {_flat(path)} is corrupt or modified (sha256 mismatch): delete it and run "
+            "`personagym benchmark download` to fetch a fresh copy"
+        )
+    return data
+
+
+def _normalise_tasks(raw: object, path: Path) -> dict[str, tuple[str, ...]]:
+    """Map upstream's task names to ours, in canonical order (the data are checksummed: this only guards bugs)."""
+    if not isinstance(raw, dict):
+        raise RuntimeError(f"{path} does not hold an object of tasks")
+    by_task = {TASK_ALIASES.get(task, task): tuple(qs) for task, qs in raw.items()}
+    if set(by_task) != set(TASKS) or any(len(qs) != QUESTIONS_PER_TASK for qs in by_task.values()):
+        raise RuntimeError(f"{path} does not hold {QUESTIONS_PER_TASK} questions for each of {', '.join(TASKS)}")
+    return {task: by_task[task] for task in TASKS}
+
+
+def _flat(value: object) -> str:
+    return " ".join(str(value).splitlines())
+
+
+# -- cache location --------------------------------------------------------------------------------
+
+
+def default_benchmark_dir() -> Path:
+    """$PERSONAGYM_CACHE, else $XDG_CACHE_HOME/personagym, else ~/.cache/personagym; plus /benchmark-v1."""
+    explicit = os.environ.get("PERSONAGYM_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser() / BENCHMARK_NAME
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative values
+        return Path(xdg) / "personagym" / BENCHMARK_NAME
+    return Path.home() / ".cache" / "personagym" / BENCHMARK_NAME
+
+
+# -- downloading -----------------------------------------------------------------------------------
+
+
+def download_benchmark(
+    dest: str | Path | None = None,
+    *,
+    base_url: str = UPSTREAM_RAW,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Fetch benchmark-v1 into `dest` (default: `default_benchmark_dir()`) and return the directory.
+
+    Files already present and valid are kept, so an interrupted download resumes. Each download is
+    verified against its packaged sha256 before it is written (via a temporary file and a rename),
+    so a failure never leaves a partial or unverified file behind. `progress(done, total)` is called
+    in the caller's thread after each file (kept or fetched); personas.json counts as one file.
+    """
+    root = Path(dest).expanduser() if dest is not None else default_benchmark_dir()
+    base_url = base_url.rstrip("/")
+    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+        raise UserError(f"benchmark base URL {base_url!r} is not an http(s) URL: pass one like {UPSTREAM_RAW}")
+    sums = packaged_sums()
+    personas = _persona_order()
+    try:
+        (root / "questions").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
+            "pass a writable --benchmark-dir or set PERSONAGYM_CACHE"
+        ) from None
+
+    total = 1 + len(personas)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    if not _is_valid(root / "personas.json", sums["personas.json"]):
+        _write_atomic(root, "personas.json", _personas_json_bytes())
+    tick()
+
+    todo = []
+    for persona in personas:
+        rel = _questions_rel(persona)
+        if _is_valid(root / rel, sums[rel]):
+            tick()
+        else:
+            todo.append(rel)
+    if not todo:
+        return root
+
+    stop = threading.Event()
+
+    def fetch(rel: str) -> None:
+        if stop.is_set():
+            return
+        persona = rel.removeprefix("questions/").removesuffix(".json")
+        url = f"{base_url}/questions/{BENCHMARK_NAME}/{urllib.parse.quote(persona)}.json"
+        data = _fetch(url, rel, stop)
+        if data is None:  # stopped because another file failed
+            return
+        if _sha256(data) != sums[rel]:
+            raise UserError(
+                f"the download of {rel} from {url} failed its sha256 check (the server sent different content): "
+                "run `personagym benchmark download` again later, or check --base-url"
+            )
+        _write_atomic(root, rel, data)
+
+    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="personagym-download") as pool:
+        pending = {pool.submit(fetch, rel) for rel in todo}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    future.result()  # raises the first failure
+                    tick()
+        except BaseException:
+            stop.set()
+            for future in pending:
+                future.cancel()
+            raise
+    return root
+
+
+def _is_valid(path: Path, expected: str) -> bool:
+    try:
+        return path.is_file() and _sha256(path.read_bytes()) == expected
+    except OSError:
+        return False
+
+
+def _write_atomic(root: Path, rel: str, data: bytes) -> None:
+    """Write `data` to `root/rel` through a temporary file in `root`, renamed into place."""
+    target = root / rel
+    try:
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".download-", suffix=".part")
+    except OSError as exc:
+        raise UserError(
+            f"cannot write into benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
+            "pass a writable --benchmark-dir or set PERSONAGYM_CACHE"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise UserError(
+                f"cannot write benchmark file {_flat(target)} ({_flat(exc.strerror or exc)}): "
+                "free some disk space or pass a writable --benchmark-dir"
+            ) from None
+        raise
+
+
+def _fetch(url: str, rel: str, stop: threading.Event) -> bytes | None:
+    """GET `url`, retrying network errors, 429 and 5xx; a 4xx (e.g. 404) is a UserError at once."""
+    request = urllib.request.Request(url, headers={"User-Agent": "personagym", "Accept-Encoding": "identity"})
+    last_error = ""
+    for attempt in range(RETRIES + 1):
+        if attempt:
+            if stop.wait(BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]):
+                return None
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                data = response.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                raise UserError(
+                    f"the download of {rel} from {url} is larger than {MAX_FILE_BYTES} bytes, so it is not a "
+                    "benchmark file: check --base-url"
+                )
+            return data
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 429 or exc.code >= 500:
+                last_error = f"HTTP {exc.code}"
+                continue
+            if exc.code == 404:
+                raise UserError(
+                    f"the server has no {rel} (HTTP 404 for {url}): check --base-url; the default is {UPSTREAM_RAW}"
+                ) from None
+            raise UserError(f"the download of {rel} was refused (HTTP {exc.code} for {url}): check --base-url") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # connection refused, reset, timeout, DNS...
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            last_error = _flat(reason) or type(exc).__name__
+            continue
+    raise UserError(
+        f"could not download {rel} from {url} after {RETRIES + 1} attempts ({last_error}): check your network "
+        "connection and run `personagym benchmark download` again (finished files are kept)"
+    )
