@@ -35,3 +35,17 @@ def make_gateway(server, db_path):
         return Gateway(cache=Cache(connect(db_path)) if cache else None, retry=retry, settings=settings, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def shared_benchmark():
+    from pathlib import Path
+
+    candidates = [
+        Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "personagym-v1",
+        Path("/work/shared/benchmarks/personagym-v1"),
+    ]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    pytest.skip("no shared copy of benchmark-v1 on this machine")

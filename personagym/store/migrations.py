@@ -17,4 +17,99 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX llm_cache_model ON llm_cache (model);
         """,
     ),
+    (
+        2,
+        "runs",
+        """
+        CREATE TABLE personas (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL,          -- running | done | interrupted
+            config TEXT NOT NULL,          -- JSON: models per role, sampling, versions, counts
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE run_personas (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            persona_id INTEGER NOT NULL REFERENCES personas (id),
+            ordinal INTEGER NOT NULL,
+            PRIMARY KEY (run_id, persona_id)
+        );
+        -- What does not depend on the agent is keyed by its recipe (the models, sampling and versions
+        -- that made it), so any run with the same recipe reuses it instead of paying again.
+        CREATE TABLE environment_sets (
+            persona_id INTEGER NOT NULL REFERENCES personas (id),
+            recipe TEXT NOT NULL,
+            names TEXT NOT NULL,           -- JSON list of catalog names
+            PRIMARY KEY (persona_id, recipe)
+        );
+        CREATE TABLE questions (
+            id INTEGER PRIMARY KEY,
+            persona_id INTEGER NOT NULL REFERENCES personas (id),
+            task TEXT NOT NULL,
+            recipe TEXT NOT NULL,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            UNIQUE (persona_id, task, recipe, ordinal)
+        );
+        CREATE TABLE examples (
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            recipe TEXT NOT NULL,
+            examples TEXT NOT NULL,        -- JSON {"1": ..., "5": ...}
+            PRIMARY KEY (question_id, recipe)
+        );
+        CREATE TABLE run_questions (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            PRIMARY KEY (run_id, question_id)
+        );
+        CREATE TABLE answers (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            text TEXT NOT NULL,
+            PRIMARY KEY (run_id, question_id)
+        );
+        CREATE TABLE verdicts (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            judge TEXT NOT NULL,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            reasoning TEXT NOT NULL,
+            PRIMARY KEY (run_id, question_id, judge)
+        );
+        -- Work that failed after its retries. Cleared when a resumed run tries that work again.
+        CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            stage TEXT NOT NULL,           -- environments | questions | answers | examples | verdicts
+            persona_id INTEGER NOT NULL REFERENCES personas (id),
+            task TEXT,
+            question_id INTEGER REFERENCES questions (id),
+            model TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX failures_run ON failures (run_id);
+        -- The bill of every call a run made, written as it completes.
+        CREATE TABLE calls (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            model TEXT NOT NULL,
+            role TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            cached INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cause TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX calls_run ON calls (run_id);
+        """,
+    ),
 ]
