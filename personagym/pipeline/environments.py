@@ -1,0 +1,45 @@
+"""Stage 1: choose, from the catalog, the settings in which this persona would plausibly be found."""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field, create_model
+
+from personagym.llm import CallFailed, Request
+from personagym.method import Environment, prompts
+from personagym.pipeline.context import Context, Persona
+
+
+@functools.lru_cache(maxsize=8)
+def choice_schema(names: tuple[str, ...], most: int) -> type:
+    """Names constrained to the catalog (an enum in the JSON schema, so constrained decoders obey it
+    and the gateway rejects anything else), between 1 and `most` of them."""
+    return create_model(
+        "EnvironmentChoice",
+        environments=(list[Literal[names]], Field(min_length=1, max_length=most)),  # type: ignore[valid-type]
+    )
+
+
+async def select_environments(ctx: Context, persona: Persona) -> list[Environment] | None:
+    recipe = ctx.config.environments_recipe(ctx.catalog_id)
+    names = ctx.store.environments(persona.id, recipe)
+    if names is None:
+        most = min(ctx.config.max_environments, len(ctx.catalog))
+        request = Request.of(
+            *prompts.environment_selection(persona.text, ctx.catalog, most),
+            schema=choice_schema(tuple(e.name for e in ctx.catalog), most),
+            sampling=ctx.config.generator_sampling,
+            role="generator",
+        )
+        try:
+            completion = await ctx.gateway.complete(ctx.config.generator, request)
+        except CallFailed as exc:
+            ctx.fail("environments", persona, exc.failure)
+            return None
+        names = list(dict.fromkeys(completion.parsed.environments))  # a repeated name counts once
+        ctx.store.save_environments(persona.id, recipe, names)
+    ctx.progress.done("environments")
+    by_name = {e.name: e for e in ctx.catalog}
+    return [by_name[n] for n in names if n in by_name]

@@ -1,0 +1,73 @@
+"""Stage 2: for each task, N challenging questions addressed to the persona in its settings."""
+
+from __future__ import annotations
+
+import functools
+
+from pydantic import Field, create_model, field_validator
+
+from personagym.llm import CallFailed, Request
+from personagym.method import Environment, Task, prompts
+from personagym.pipeline.context import Context, Persona, Question
+
+MAX_QUESTION_CHARS = 400
+
+
+def _distinct(questions: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for q in questions:
+        key = " ".join(q.lower().split())
+        if not key:
+            raise ValueError("a question is empty")
+        if key in seen:
+            raise ValueError(f"question repeated: {q[:60]!r}")
+        seen.add(key)
+    return questions
+
+
+@functools.lru_cache(maxsize=16)
+def questions_schema(n: int) -> type:
+    """Exactly n distinct questions: a reply with more, fewer or repeats is invalid and asked again."""
+    return create_model(
+        "Questions",
+        questions=(list[str], Field(min_length=n, max_length=n)),
+        __validators__={"distinct": field_validator("questions")(lambda cls, v: _distinct(v))},
+    )
+
+
+async def write_questions(
+    ctx: Context, persona: Persona, environments: list[Environment], environments_recipe: str, task: Task
+) -> list[Question] | None:
+    recipe = ctx.config.questions_recipe(task, environments_recipe)
+    stored = ctx.store.questions(persona.id, task.name, recipe)
+    if stored is None:
+        n = ctx.config.questions_per_task
+        request = Request.of(
+            *prompts.question_writing(persona.text, environments, task, n),
+            schema=questions_schema(n),
+            sampling=ctx.config.generator_sampling,
+            role="generator",
+        )
+        try:
+            completion = await ctx.gateway.complete(ctx.config.generator, request)
+        except CallFailed as exc:
+            ctx.fail("questions", persona, exc.failure, task=task)
+            return None
+        texts = [" ".join(q.split())[:MAX_QUESTION_CHARS] for q in completion.parsed.questions]
+        stored = ctx.store.save_questions(persona.id, task.name, recipe, texts)
+    ctx.progress.done("questions")
+    return attach(ctx, persona, task, stored)
+
+
+def fixed_questions(ctx: Context, persona: Persona, task: Task, texts: list[str]) -> list[Question]:
+    """Benchmark mode: the benchmark's own questions, stored once under the benchmark's name."""
+    recipe = ctx.config.questions_recipe(task, "")
+    stored = ctx.store.questions(persona.id, task.name, recipe) or ctx.store.save_questions(
+        persona.id, task.name, recipe, texts
+    )
+    return attach(ctx, persona, task, stored[: ctx.config.questions_per_task])  # all stored, the first N asked
+
+
+def attach(ctx: Context, persona: Persona, task: Task, stored: list[tuple[int, str]]) -> list[Question]:
+    ctx.store.add_run_questions(ctx.run_id, [qid for qid, _ in stored])
+    return [Question(qid, persona, task, text) for qid, text in stored]

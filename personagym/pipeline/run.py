@@ -1,0 +1,77 @@
+"""One persona's evaluation as a graph of calls, and a whole run as many personas at once.
+
+Per persona: environments -> questions (one call per task, concurrently) -> for every question, the
+agent's answer and the score examples concurrently -> judge batches as soon as their answers and
+examples exist. Personas run side by side; the gateway's per-model limits bound the calls in flight.
+Every finished step is already in the store, so running the same run again skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Mapping, Sequence
+
+from personagym.method import Task
+from personagym.pipeline.answers import answer
+from personagym.pipeline.context import Context, Persona, Question
+from personagym.pipeline.environments import select_environments
+from personagym.pipeline.examples import write_examples
+from personagym.pipeline.judging import judge_batch
+from personagym.pipeline.questions import fixed_questions, write_questions
+
+
+async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, Sequence[str]] | None) -> None:
+    tasks = ctx.config.tasks
+    if fixed is not None:
+        per_task = [fixed_questions(ctx, persona, task, list(fixed[task.name])) for task in tasks]
+    else:
+        environments = await select_environments(ctx, persona)
+        if environments is None:
+            return  # recorded as a failure; nothing can be asked without settings
+        recipe = ctx.config.environments_recipe(ctx.catalog_id)
+        per_task = await asyncio.gather(
+            *(write_questions(ctx, persona, environments, recipe, task) for task in tasks)
+        )
+    await asyncio.gather(*(evaluate_task(ctx, task, qs) for task, qs in zip(tasks, per_task) if qs))
+
+
+async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> None:
+    answers = {q.id: asyncio.ensure_future(answer(ctx, q)) for q in questions}
+    examples = {q.id: asyncio.ensure_future(write_examples(ctx, q)) for q in questions}
+
+    async def grade(judge: str, batch: list[Question]) -> None:
+        items = []
+        for q in batch:
+            text, anchors = await answers[q.id], await examples[q.id]
+            if text is not None and anchors is not None:  # otherwise its failure is already recorded
+                items.append((q, text, anchors))
+        if items:
+            await judge_batch(ctx, judge, task, items)
+
+    size = ctx.config.judge_batch
+    jobs = []
+    for judge in ctx.config.judges:
+        done = ctx.store.judged(ctx.run_id, judge)
+        ctx.progress.done("verdicts", sum(q.id in done for q in questions))
+        pending = [q for q in questions if q.id not in done]
+        jobs += [grade(judge, pending[i : i + size]) for i in range(0, len(pending), size)]
+    try:
+        await asyncio.gather(*jobs, *answers.values(), *examples.values())
+    finally:
+        for future in (*answers.values(), *examples.values()):
+            future.cancel()  # only matters when cancelled midway: leave no orphan calls behind
+
+
+async def evaluate_all(
+    ctx: Context, personas: Sequence[Persona], fixed: Mapping[str, Mapping[str, Sequence[str]]] | None, in_flight: int
+) -> None:
+    """All personas, at most `in_flight` at once: enough to keep every model busy, few enough that
+    memory stays flat and finished personas accumulate steadily (a stopped run keeps them)."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(persona: Persona) -> None:
+        async with gate:
+            await evaluate_persona(ctx, persona, fixed[persona.text] if fixed is not None else None)
+            ctx.progress.persona_done()
+
+    await asyncio.gather(*(one(p) for p in personas))

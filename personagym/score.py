@@ -1,0 +1,160 @@
+"""PersonaScore from what a run stored: question -> task -> persona -> run.
+
+A question's score is the mean over the judges that gave a verdict; a persona's task score the mean
+over its scored questions; its PersonaScore the unweighted mean of its task scores, defined only when
+every task has one; the run's score the mean over personas. Work that failed has no number: it is
+counted by cause and listed, never averaged in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from statistics import fmean
+from typing import Any
+
+from personagym.llm.types import CallRecord
+from personagym.llm.usage import PriceTable, Usage
+from personagym.method import get_task
+from personagym.store.runs import RunRow, RunStore
+
+RESULTS_SCHEMA = "personagym.results/1"
+
+
+def _mean(values: list[float]) -> float | None:
+    return fmean(values) if values else None
+
+
+def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) -> dict[str, Any]:
+    """Everything a run produced, as plain data: the export format (documented in docs/results.md)."""
+    conn = store.conn
+    judges = run.config["judges"]
+    personas = conn.execute(
+        "SELECT p.id, p.text FROM run_personas rp JOIN personas p ON p.id = rp.persona_id "
+        "WHERE rp.run_id = ? ORDER BY rp.ordinal",
+        (run.id,),
+    ).fetchall()
+    rows = conn.execute(
+        "SELECT q.id, q.persona_id, q.task, q.ordinal, q.text, a.text FROM run_questions rq "
+        "JOIN questions q ON q.id = rq.question_id "
+        "LEFT JOIN answers a ON a.run_id = rq.run_id AND a.question_id = q.id "
+        "WHERE rq.run_id = ? ORDER BY q.persona_id, q.task, q.ordinal",
+        (run.id,),
+    ).fetchall()
+    verdicts: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for qid, judge, score, reasoning in conn.execute(
+        "SELECT question_id, judge, score, reasoning FROM verdicts WHERE run_id = ?", (run.id,)
+    ):
+        verdicts[qid].append({"judge": judge, "score": score, "reasoning": reasoning})
+    recipes = run.config.get("examples_recipes", {})
+    example_rows: dict[int, dict[int, str]] = {}
+    for qid, task, recipe, ex in conn.execute(
+        "SELECT e.question_id, q.task, e.recipe, e.examples FROM examples e "
+        "JOIN run_questions rq ON rq.question_id = e.question_id JOIN questions q ON q.id = e.question_id "
+        "WHERE rq.run_id = ?",
+        (run.id,),
+    ):
+        if recipes.get(task) == recipe:
+            example_rows[qid] = {int(k): v for k, v in json.loads(ex).items()}
+    failures = conn.execute(
+        "SELECT stage, persona_id, task, question_id, model, cause, detail FROM failures WHERE run_id = ? ORDER BY id",
+        (run.id,),
+    ).fetchall()
+    environments = {
+        pid: json.loads(names)
+        for pid, names in conn.execute(
+            "SELECT es.persona_id, es.names FROM environment_sets es JOIN run_personas rp "
+            "ON rp.persona_id = es.persona_id WHERE rp.run_id = ?",
+            (run.id,),
+        )
+    }
+
+    persona_text = {pid: text for pid, text in personas}
+    tasks = [get_task(key).name for key in run.config["tasks"]]
+    ordinal_of = {r[0]: r[3] + 1 for r in rows}
+    questions = []
+    by_persona_task: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for qid, pid, task, ordinal, text, answer in rows:
+        judged = sorted(verdicts.get(qid, []), key=lambda v: judges.index(v["judge"]) if v["judge"] in judges else 99)
+        score = _mean([v["score"] for v in judged])
+        if score is not None:
+            by_persona_task[(pid, task)].append(score)
+        questions.append(
+            {
+                "persona": persona_text[pid],
+                "task": task,
+                "index": ordinal + 1,
+                "question": text,
+                "answer": answer,
+                "examples": {str(k): v for k, v in sorted(example_rows.get(qid, {}).items())},
+                "verdicts": judged,
+                "score": score,
+            }
+        )
+
+    persona_results = []
+    for pid, text in personas:
+        task_scores = {t: _mean(by_persona_task.get((pid, t), [])) for t in tasks}
+        complete = all(v is not None for v in task_scores.values()) and bool(task_scores)
+        persona_results.append(
+            {
+                "persona": text,
+                "environments": environments.get(pid),
+                "tasks": task_scores,
+                "persona_score": fmean(task_scores.values()) if complete else None,  # type: ignore[arg-type]
+            }
+        )
+
+    task_means = {t: _mean([p["tasks"][t] for p in persona_results if p["tasks"][t] is not None]) for t in tasks}
+    scored = [p["persona_score"] for p in persona_results if p["persona_score"] is not None]
+    by_cause = Counter(f[5] for f in failures)
+    by_stage = Counter(f[0] for f in failures)
+    return {
+        "schema": RESULTS_SCHEMA,
+        "run": {
+            "name": run.name,
+            "status": run.status,
+            "created_at": run.created_at,
+            "updated_at": run.updated_at,
+            "config": run.config,
+        },
+        "scores": {
+            "persona_score": _mean(scored),
+            "tasks": task_means,
+            "personas_scored": len(scored),
+            "personas": len(personas),
+            "questions_scored": sum(1 for q in questions if q["score"] is not None),
+            "questions": len(questions),
+        },
+        "personas": persona_results,
+        "questions": questions,
+        "failures": {
+            "total": len(failures),
+            "by_cause": dict(sorted(by_cause.items())),
+            "by_stage": dict(sorted(by_stage.items())),
+            "items": [
+                {
+                    "stage": stage,
+                    "persona": persona_text.get(pid),
+                    "task": task,
+                    "question_index": ordinal_of.get(qid),
+                    "model": model,
+                    "cause": cause,
+                    "detail": detail,
+                }
+                for stage, pid, task, qid, model, cause, detail in failures
+            ],
+        },
+        "usage": run_usage(store, run.id, prices).as_dict(),
+    }
+
+
+def run_usage(store: RunStore, run_id: int, prices: PriceTable | None = None) -> Usage:
+    """The run's bill, rebuilt from its stored calls (so it survives restarts and spans resumes)."""
+    usage = Usage(prices)
+    for model, role, ok, cached, attempts, pt, ct, cause in store.conn.execute(
+        "SELECT model, role, ok, cached, attempts, prompt_tokens, completion_tokens, cause FROM calls WHERE run_id = ?",
+        (run_id,),
+    ):
+        usage.record(CallRecord(model, role, bool(ok), bool(cached), attempts, pt, ct, cause))
+    return usage

@@ -1,0 +1,72 @@
+"""A scripted fake for whole runs: the fake server answers each kind of PersonaGym call with known
+content, so a run's scores are known exactly in advance."""
+
+from __future__ import annotations
+
+import json
+from statistics import fmean
+
+TASK_NAMES = ["Expected Action", "Action Justification", "Linguistic Habits", "Persona Consistency", "Toxicity Control"]
+# judge-a gives 4 everywhere; judge-b's score depends on the task.
+JUDGE_B = {"Expected Action": 5, "Action Justification": 3, "Linguistic Habits": 2, "Persona Consistency": 5, "Toxicity Control": 1}
+
+
+def expected_task_scores(tasks=TASK_NAMES) -> dict[str, float]:
+    return {t: (4 + JUDGE_B[t]) / 2 for t in tasks}
+
+
+def expected_persona_score(tasks=TASK_NAMES) -> float:
+    return fmean(expected_task_scores(tasks).values())
+
+
+def _text(body: dict) -> str:
+    return "\n".join(str(m.get("content")) for m in body.get("messages", []))
+
+
+def _schema(body: dict) -> tuple[str | None, dict]:
+    fmt = body.get("response_format") or {}
+    spec = fmt.get("json_schema") or {}
+    return spec.get("name"), spec.get("schema") or {}
+
+
+def responder(api: str, body: dict):
+    name, schema = _schema(body)
+    text = _text(body)
+    if name == "EnvironmentChoice":
+        enum = schema["properties"]["environments"]["items"]["enum"]
+        return {"environments": enum[:2]}
+    if name == "Questions":
+        n = schema["properties"]["questions"]["minItems"]
+        task = next((t for t in TASK_NAMES if t in text), "task")
+        return {"questions": [f"{task} question {i + 1}: what would you do?" for i in range(n)]}
+    if name == "ScoreExamples":
+        return {f"score_{k}": f"EXAMPLE-{k} for this question" for k in range(1, 6)}
+    if name == "Verdicts":
+        k = schema["properties"]["verdicts"]["minItems"]
+        score = 4 if body["model"] == "judge-a" else JUDGE_B[_judged_task(text)]
+        return {"verdicts": [{"index": i, "reasoning": f"item {i} looks fine", "score": score} for i in range(1, k + 1)]}
+    if name is None:
+        return f"{body['model']}, in character: {body['messages'][-1]['content'][:40]}"
+    raise AssertionError(f"unexpected schema {name}")
+
+
+def _judged_task(text: str) -> str:
+    hits = [(text.find(t), t) for t in TASK_NAMES if t in text]
+    assert hits, "the judge prompt must name its task"
+    return min(hits)[1]
+
+
+def kinds(server) -> dict[str, int]:
+    """How many requests of each kind the server received."""
+    counts: dict[str, int] = {}
+    for body in server.requests:
+        name, _ = _schema(body)
+        key = name or "answer"
+        if name == "Verdicts":
+            key = f"Verdicts/{body['model']}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def dumps(value) -> str:
+    return json.dumps(value, sort_keys=True)
