@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import filecmp
 import json
+import os
 import shutil
 import threading
 import urllib.parse
@@ -332,3 +333,24 @@ def test_resume_skips_valid_files(upstream, tmp_path, shared):
     download_benchmark(dest, base_url=upstream.base_url)
     assert set(upstream.requests) == {shared.personas[1], shared.personas[2]} and upstream.total == 2
     assert load_benchmark(dest) == shared
+
+
+def test_the_cli_downloads_then_runs_from_the_user_cache(upstream, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PERSONAGYM_CACHE"] = str(tmp_path / "cache")
+    result = subprocess.run(
+        [sys.executable, "-m", "personagym", "benchmark", "download", "--from", upstream.base_url],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / "cache" / "benchmark-v1") in result.stdout
+    plan = subprocess.run(
+        [sys.executable, "-m", "personagym", "benchmark", "--agent", "openai:a", "--judges", "openai:j",
+         "--example-model", "openai:e", "--limit", "3", "--dry-run"],
+        capture_output=True, text=True, env={**env, "OPENAI_API_KEY": "k"}, cwd=tmp_path, timeout=120,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert "3 persona(s) x 5 task(s) x 10 question(s)" in plan.stdout

@@ -153,6 +153,11 @@ async def test_structured_output_is_validated_and_retried(server, make_gateway):
     assert completion.attempts == 3
     sent = server.requests[-1]["response_format"]
     assert sent["type"] == "json_schema" and sent["json_schema"]["schema"]["properties"]["score"]["maximum"] == 5
+    # A retry shows the model its invalid reply and what was wrong, rather than asking blindly again.
+    retry = server.requests[-1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": '{"reasoning": "fine", "score": 9}'}
+    assert retry[-1]["role"] == "user" and "not valid" in retry[-1]["content"]
+    assert len(server.requests[0]["messages"]) == 2
 
 
 async def test_output_that_never_validates_is_a_failure_not_a_score(server, make_gateway):

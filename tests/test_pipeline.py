@@ -171,3 +171,71 @@ def test_benchmark_mode_uses_the_fixed_questions(scripted, tmp_path, shared_benc
     assert len(data["questions"]) == 10 and "EnvironmentChoice" not in kinds(scripted)
     first = json.loads((shared_benchmark / "personas.json").read_text())[0]
     assert data["personas"][0]["persona"] == first
+
+
+async def test_the_python_api_with_a_callable_agent(scripted, tmp_path):
+    from personagym.llm import ProviderSettings
+    from personagym.pipeline import evaluate
+
+    seen = []
+
+    async def my_agent(persona: str, question: str) -> str:
+        seen.append((persona, question))
+        return f"Speaking as myself about: {question[:30]}"
+
+    results = await evaluate(
+        PERSONAS[:1],
+        agent=my_agent,
+        db=tmp_path / "api.db",
+        run="api",
+        judges=["openai:judge-a", "openai:judge-b"],
+        generator="openai:gen",
+        example_model="openai:ex",
+        questions_per_task=2,
+        settings={"openai": ProviderSettings(base_url=scripted.base_url, api_key="k")},
+        progress=False,
+    )
+    assert results["scores"]["persona_score"] == pytest.approx(expected_persona_score())
+    assert len(seen) == 10 and {p for p, _ in seen} == {PERSONAS[0]}
+    assert results["run"]["config"]["agent"].startswith("callable:")
+    assert "answer" not in kinds(scripted)  # the callable answered, not the server
+
+
+def test_a_users_own_endpoint_with_the_persona_in_a_field(scripted, tmp_path):
+    args = run_args("--run", "bot", "--tasks", "expected_action", agent="openai:their-bot")
+    cli(scripted, tmp_path, *args, "--agent-base-url", scripted.base_url, "--persona-field", "persona")
+    agent_calls = [b for b in scripted.requests if b["model"] == "their-bot"]
+    assert len(agent_calls) == 6
+    assert all(b["persona"] in PERSONAS and [m["role"] for m in b["messages"]] == ["user"] for b in agent_calls)
+
+
+def test_the_config_file_sets_what_flags_leave_unset(scripted, tmp_path):
+    (tmp_path / "personagym.toml").write_text(
+        'judges = ["openai:judge-a", "openai:judge-b"]\ngenerator = "openai:gen"\nexample_model = "openai:ex"\n'
+        'questions_per_task = 1\ntasks = "toxicity_control"\nagent = "openai:agent-x"\n'
+    )
+    cli(scripted, tmp_path, "run", "--persona", PERSONAS[0], "--run", "cfg", "--quiet")
+    data = export(scripted, tmp_path, "cfg")
+    assert data["run"]["config"]["questions_per_task"] == 1 and data["run"]["config"]["tasks"] == ["toxicity_control"]
+    cli(scripted, tmp_path, "run", "--persona", PERSONAS[0], "--run", "cfg2", "--questions-per-task", "2", "--quiet")
+    assert export(scripted, tmp_path, "cfg2")["run"]["config"]["questions_per_task"] == 2  # the flag wins
+
+
+def test_ctrl_c_leaves_an_interrupted_run_that_resumes(scripted, tmp_path):
+    scripted.latency = 0.2
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env["OPENAI_BASE_URL"] = scripted.base_url
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "personagym", *run_args("--run", "c")],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while scripted.stats.requests < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().endswith("interrupted")
+    assert "interrupted" in cli(scripted, tmp_path, "runs").stdout
+    scripted.latency = 0.0
+    cli(scripted, tmp_path, *run_args("--run", "c"))
+    assert export(scripted, tmp_path, "c")["scores"]["persona_score"] == pytest.approx(expected_persona_score())

@@ -15,6 +15,7 @@ from personagym.errors import UserError
 # Every option a run takes; the config file may set any of them by the same name (dashes or
 # underscores), and a flag given on the command line wins.
 RUN_OPTIONS: list[Callable] = [
+    click.option("--models", metavar="SPEC", help="One model for every role not set on its own (e.g. local, for a smoke test)."),
     click.option("--agent", metavar="SPEC", help="The agent under test: a model spec, e.g. openai:gpt-4o-mini or local."),
     click.option("--agent-base-url", metavar="URL", help="Your own OpenAI-compatible chat endpoint serving the agent."),
     click.option("--persona-field", metavar="NAME", help="Send the persona in this request body field, not a system prompt."),
@@ -109,6 +110,9 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
     from personagym.pipeline.plan import plan_lines
     from personagym.summary import summary_lines
 
+    if o.get("models"):
+        for role in ("agent", "judges", "generator", "example_model"):
+            o[role] = o.get(role) or o["models"]
     if not o.get("agent"):
         raise UserError("no agent to evaluate: pass --agent SPEC (e.g. --agent openai:gpt-4o-mini, or local)")
     options = _options(ctx, o)
@@ -134,8 +138,8 @@ def run_command(ctx: click.Context, personas: tuple[str, ...], personas_file: st
 
     \b
     Examples:
-      personagym run --agent local --persona "A 72-year-old doctor from Tokyo who loves hiking" \\
-          --judges local --generator local --example-model local --questions-per-task 2
+      personagym run --models local --persona "A 72-year-old doctor from Tokyo who loves hiking" \\
+          --questions-per-task 2
       personagym run --agent openai:gpt-4o-mini --personas personas.txt --run mini-v1
       personagym run --agent openai:my-bot --agent-base-url https://bots.example.com/v1 \\
           --persona-field persona --personas personas.csv
@@ -179,13 +183,20 @@ def benchmark_command(ctx: click.Context, benchmark_dir: str | None, limit: int 
 
 @benchmark_command.command("download")
 @click.option("--to", "dest", metavar="DIR", help="Where to put it (default: the user cache).")
-def benchmark_download(dest: str | None) -> None:
-    """Download benchmark-v1 from upstream at the pinned commit, verifying every file's sha256."""
-    from personagym.benchmark import download_benchmark
+@click.option("--from", "source", metavar="URL", help="A mirror with upstream's layout (default: GitHub at the pinned commit).")
+def benchmark_download(dest: str | None, source: str | None) -> None:
+    """Download benchmark-v1 from upstream at the pinned commit, verifying every file's sha256.
+
+    \b
+    Examples:
+      personagym benchmark download
+      personagym benchmark download --to ./benchmark-v1
+    """
+    from personagym.benchmark import UPSTREAM_RAW, download_benchmark
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 20 == 0:
             click.echo(f"{done}/{total} files", err=True)
 
-    path = download_benchmark(dest, progress=progress)
+    path = download_benchmark(dest, base_url=source or UPSTREAM_RAW, progress=progress)
     click.echo(f"benchmark-v1 is in {path}")

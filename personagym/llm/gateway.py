@@ -32,6 +32,7 @@ from personagym.llm.types import (
     CallRecord,
     Cause,
     Completion,
+    Message,
     ProviderError,
     Reply,
     Request,
@@ -97,6 +98,15 @@ else:  # pragma: no cover - Python 3.10
 
     async def _within(seconds: float, call: Awaitable[Reply]) -> Reply:
         return await asyncio.wait_for(call, seconds)
+
+
+def _with_feedback(request: Request, reply: str, error: ProviderError) -> Request:
+    if error.cause is Cause.TRUNCATED:
+        note = "Your reply was cut off at the length limit. Reply again, more briefly, with complete JSON only."
+    else:
+        note = f"Your reply was not valid ({error.detail}). Reply again with JSON only that follows the schema."
+    messages = request.messages + (Message("assistant", reply[:3000]), Message("user", note))
+    return dataclasses.replace(request, messages=messages)
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -190,19 +200,28 @@ class Gateway:
         policy = self.retry
         estimate = sum(len(m.content) for m in request.messages) // 4 + request.sampling.max_tokens
         error = ProviderError(Cause.TIMEOUT, "no attempt was made")
+        asked = request
         for attempt in range(1, policy.max_attempts + 1):
             bill.attempts = attempt
             try:
                 async with model.limiter.semaphore:
                     await model.limiter.admit(estimate)
-                    reply = await _within(policy.timeout, model.provider.generate(request))
-                bill.prompt_tokens += reply.prompt_tokens
-                bill.completion_tokens += reply.completion_tokens
-                return reply, self._accept(reply, request)
+                    reply = await _within(policy.timeout, model.provider.generate(asked))
             except asyncio.TimeoutError:
                 error = ProviderError(Cause.TIMEOUT, f"no reply within {policy.timeout:g} s")
             except ProviderError as exc:
                 error = exc
+            else:
+                bill.prompt_tokens += reply.prompt_tokens
+                bill.completion_tokens += reply.completion_tokens
+                try:
+                    return reply, self._accept(reply, request)
+                except ProviderError as exc:
+                    error = exc
+                    if request.schema is not None:
+                        # Asking the same thing again would, at temperature 0, get the same reply
+                        # again: show the model what was wrong with it instead.
+                        asked = _with_feedback(request, reply.text, exc)
             if not error.cause.retriable or attempt == policy.max_attempts:
                 break
             delay = policy.delay(attempt, error)

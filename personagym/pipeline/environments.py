@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, create_model
 
 from personagym.llm import CallFailed, Request
-from personagym.method import Environment, prompts
+from personagym.method import Environment, EnvironmentChoice, prompts
 from personagym.pipeline.context import Context, Persona
 
 
@@ -18,6 +18,7 @@ def choice_schema(names: tuple[str, ...], most: int) -> type:
     and the gateway rejects anything else), between 1 and `most` of them."""
     return create_model(
         "EnvironmentChoice",
+        __base__=EnvironmentChoice,
         environments=(list[Literal[names]], Field(min_length=1, max_length=most)),  # type: ignore[valid-type]
     )
 

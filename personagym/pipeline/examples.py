@@ -27,8 +27,7 @@ async def write_examples(ctx: Context, question: Question) -> dict[int, str] | N
         except CallFailed as exc:
             ctx.fail("examples", question.persona, exc.failure, task=question.task, question=question)
             return None
-        parsed = completion.parsed
-        examples = {level: getattr(parsed, f"score_{level}") for level in range(1, 6)}
+        examples = completion.parsed.by_level()
         ctx.store.save_examples(question.id, recipe, examples)
     ctx.progress.done("examples")
     return examples

@@ -7,7 +7,7 @@ import functools
 from pydantic import Field, create_model, model_validator
 
 from personagym.llm import CallFailed, Request
-from personagym.method import Task, Verdict, prompts
+from personagym.method import Task, Verdict, Verdicts, prompts
 from personagym.pipeline.context import Context, Question
 
 
@@ -26,6 +26,7 @@ def verdicts_schema(k: int) -> type:
     the reply invalid, so it is asked again rather than silently dropped (upstream's fate)."""
     return create_model(
         "Verdicts",
+        __base__=Verdicts,
         verdicts=(list[Verdict], Field(min_length=k, max_length=k)),
         __validators__={"one_per_item": model_validator(mode="after")(_one_per_item(k))},
     )

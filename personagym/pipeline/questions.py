@@ -7,10 +7,9 @@ import functools
 from pydantic import Field, create_model, field_validator
 
 from personagym.llm import CallFailed, Request
-from personagym.method import Environment, Task, prompts
+from personagym.method import Environment, Questions, Task, prompts
+from personagym.method.schemas import QuestionText
 from personagym.pipeline.context import Context, Persona, Question
-
-MAX_QUESTION_CHARS = 400
 
 
 def _distinct(questions: list[str]) -> list[str]:
@@ -30,7 +29,8 @@ def questions_schema(n: int) -> type:
     """Exactly n distinct questions: a reply with more, fewer or repeats is invalid and asked again."""
     return create_model(
         "Questions",
-        questions=(list[str], Field(min_length=n, max_length=n)),
+        __base__=Questions,
+        questions=(list[QuestionText], Field(min_length=n, max_length=n)),
         __validators__={"distinct": field_validator("questions")(lambda cls, v: _distinct(v))},
     )
 
@@ -53,7 +53,7 @@ async def write_questions(
         except CallFailed as exc:
             ctx.fail("questions", persona, exc.failure, task=task)
             return None
-        texts = [" ".join(q.split())[:MAX_QUESTION_CHARS] for q in completion.parsed.questions]
+        texts = [" ".join(q.split()) for q in completion.parsed.questions]
         stored = ctx.store.save_questions(persona.id, task.name, recipe, texts)
     ctx.progress.done("questions")
     return attach(ctx, persona, task, stored)
