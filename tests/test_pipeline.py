@@ -239,3 +239,12 @@ def test_ctrl_c_leaves_an_interrupted_run_that_resumes(scripted, tmp_path):
     scripted.latency = 0.0
     cli(scripted, tmp_path, *run_args("--run", "c"))
     assert export(scripted, tmp_path, "c")["scores"]["persona_score"] == pytest.approx(expected_persona_score())
+
+
+def test_credentials_in_an_endpoint_url_never_reach_the_store(scripted, tmp_path):
+    secret_url = scripted.base_url.replace("http://", "http://user:hunter2secret@")
+    args = run_args("--run", "s", "--tasks", "expected_action", "--questions-per-task", "1", agent="openai:their-bot")
+    cli(scripted, tmp_path, *args, "--agent-base-url", secret_url)
+    for path in tmp_path.glob("personagym.db*"):
+        assert b"hunter2secret" not in path.read_bytes()
+    assert "hunter2secret" not in json.dumps(export(scripted, tmp_path, "s"))

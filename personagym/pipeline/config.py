@@ -13,6 +13,7 @@ from typing import Any
 
 from personagym.errors import UserError
 from personagym.llm import Sampling
+from personagym.llm.spec import public_url
 from personagym.method import MAX_BATCH, MAX_ENVIRONMENTS, MAX_QUESTIONS, PROMPTS_VERSION, Task
 
 DEFAULT_JUDGES = ("openai:gpt-4o", "anthropic:claude-sonnet-4-5")
@@ -63,7 +64,7 @@ class RunConfig:
         """The part of the config that defines the run: compared on resume, exported with results."""
         return {
             "agent": self.agent,
-            "agent_base_url": self.agent_base_url,
+            "agent_base_url": public_url(self.agent_base_url),  # never a user:password@ in the store
             "agent_template": self.agent_template,
             "persona_field": self.persona_field,
             "judges": list(self.judges),

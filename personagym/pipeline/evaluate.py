@@ -68,6 +68,14 @@ class Options:
     progress: bool = True
 
 
+# Options that pass into the run's config unchanged.
+_SHARED_FIELDS = (
+    "generator", "example_model", "questions_per_task", "max_environments", "judge_batch",
+    "agent_sampling", "generator_sampling", "example_sampling", "judge_sampling",
+    "agent_template", "agent_base_url", "persona_field",
+)
+
+
 @dataclass
 class Prepared:
     """A run checked and ready: nothing has been written yet."""
@@ -110,20 +118,9 @@ def prepare(
         agent=agent_name,
         tasks=tasks,
         judges=tuple(options.judges),
-        generator=options.generator,
-        example_model=options.example_model,
-        questions_per_task=options.questions_per_task,
-        max_environments=options.max_environments,
-        judge_batch=options.judge_batch,
-        agent_sampling=options.agent_sampling,
-        generator_sampling=options.generator_sampling,
-        example_sampling=options.example_sampling,
-        judge_sampling=options.judge_sampling,
-        agent_template=options.agent_template,
-        agent_base_url=options.agent_base_url,
-        persona_field=options.persona_field,
         benchmark=benchmark.name if benchmark is not None else None,
         extra={"catalog": catalog_id},
+        **{name: getattr(options, name) for name in _SHARED_FIELDS},
     )
     try:
         limits = Limits(options.concurrency, options.rpm, options.tpm)

@@ -28,10 +28,15 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
+        url = request.url
+        if url.userinfo and "authorization" in request.headers:
+            # aiohttp refuses credentials in the URL next to an Authorization header; the SDK's
+            # bearer key is the one the API reads.
+            url = url.copy_with(userinfo=b"")
         try:
             async with self._client().request(
                 request.method,
-                str(request.url),
+                str(url),
                 headers=list(request.headers.multi_items()),
                 data=body or None,
                 allow_redirects=False,
