@@ -16,7 +16,12 @@ def cache() -> None:
 @db_option
 @click.pass_context
 def cache_stats(ctx: click.Context, db: str | None) -> None:
-    """How many replies are cached, per model."""
+    """How many replies are cached, per model.
+
+    \b
+    Examples:
+      personagym cache stats
+    """
     from personagym.llm.cache import Cache
     from personagym.store import connect
 
@@ -32,7 +37,13 @@ def cache_stats(ctx: click.Context, db: str | None) -> None:
 @click.option("--model", "model", metavar="SPEC", help="Only this model's replies.")
 @click.pass_context
 def cache_clear(ctx: click.Context, db: str | None, model: str | None) -> None:
-    """Forget cached replies (all, or one model's), so the next run asks again."""
+    """Forget cached replies (all, or one model's), so the next run asks again.
+
+    \b
+    Examples:
+      personagym cache clear --model local
+      personagym cache clear
+    """
     from personagym.llm.cache import Cache
     from personagym.llm.spec import parse_spec
     from personagym.store import connect

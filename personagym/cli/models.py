@@ -24,6 +24,11 @@ def models_check(ctx: click.Context, specs: tuple[str, ...], openai_base_url: st
     """Send one tiny request to each model and say plainly whether it answers.
 
     \b
+    Examples:
+      personagym models check local
+      personagym models check openai:gpt-4o anthropic:claude-sonnet-4-5
+
+    \b
     SPEC is provider:model:
       openai:gpt-4o                      OpenAI (OPENAI_API_KEY)
       openai:llama3 --openai-base-url http://localhost:11434/v1   any OpenAI-compatible server

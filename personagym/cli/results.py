@@ -41,7 +41,13 @@ def _results(ctx: click.Context, db: str | None, name: str) -> dict[str, Any]:
 @db_option
 @click.pass_context
 def runs_command(ctx: click.Context, db: str | None) -> None:
-    """List runs with their state and PersonaScore."""
+    """List runs with their state and PersonaScore.
+
+    \b
+    Examples:
+      personagym runs
+      personagym runs --db runs/personagym.db
+    """
     from personagym.score import run_results
 
     store = _open(ctx, db)
@@ -62,7 +68,12 @@ def runs_command(ctx: click.Context, db: str | None) -> None:
 @db_option
 @click.pass_context
 def show_command(ctx: click.Context, run: str, db: str | None) -> None:
-    """Print a run's summary: PersonaScore, task scores, failures, usage."""
+    """Print a run's summary: PersonaScore, task scores, failures, usage.
+
+    \b
+    Examples:
+      personagym show mini-v1
+    """
     from personagym.summary import summary_lines
 
     for line in summary_lines(_results(ctx, db, run)):
