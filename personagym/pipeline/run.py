@@ -51,7 +51,7 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
     size = ctx.config.judge_batch
     jobs = []
     for judge in ctx.config.judges:
-        done = ctx.store.judged(ctx.run_id, judge)
+        done = ctx.store.judged(ctx.run_id, judge, [q.id for q in questions])
         ctx.progress.done("verdicts", sum(q.id in done for q in questions))
         pending = [q for q in questions if q.id not in done]
         jobs += [grade(judge, pending[i : i + size]) for i in range(0, len(pending), size)]

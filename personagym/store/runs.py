@@ -29,15 +29,14 @@ class RunStore:
 
     # -- runs -------------------------------------------------------------------------------
     def find_run(self, name: str) -> RunRow | None:
-        row = self.conn.execute(
-            "SELECT id, name, status, config, created_at, updated_at FROM runs WHERE name = ?", (name,)
-        ).fetchone()
-        return RunRow(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5]) if row else None
+        found = self._runs("WHERE name = ?", (name,))
+        return found[0] if found else None
 
     def runs(self) -> list[RunRow]:
-        rows = self.conn.execute(
-            "SELECT id, name, status, config, created_at, updated_at FROM runs ORDER BY created_at"
-        ).fetchall()
+        return self._runs("ORDER BY created_at")
+
+    def _runs(self, where: str, args: tuple = ()) -> list[RunRow]:
+        rows = self.conn.execute(f"SELECT id, name, status, config, created_at, updated_at FROM runs {where}", args)
         return [RunRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
     def open_run(self, name: str, config: dict[str, Any]) -> int:
@@ -127,8 +126,13 @@ class RunStore:
     def save_answer(self, run_id: int, question_id: int, text: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (run_id, question_id, text))
 
-    def judged(self, run_id: int, judge: str) -> set[int]:
-        rows = self.conn.execute("SELECT question_id FROM verdicts WHERE run_id = ? AND judge = ?", (run_id, judge))
+    def judged(self, run_id: int, judge: str, question_ids: list[int]) -> set[int]:
+        """Which of these questions the judge has already graded in this run."""
+        marks = ",".join("?" * len(question_ids))
+        rows = self.conn.execute(
+            f"SELECT question_id FROM verdicts WHERE run_id = ? AND judge = ? AND question_id IN ({marks})",
+            (run_id, judge, *question_ids),
+        )
         return {r[0] for r in rows}
 
     def save_verdicts(self, run_id: int, judge: str, verdicts: list[tuple[int, int, str]]) -> None:
