@@ -37,6 +37,22 @@ def _results(ctx: click.Context, db: str | None, name: str) -> dict[str, Any]:
     return run_results(store, run)
 
 
+def load_results(ctx: click.Context, db: str | None, ref: str) -> dict[str, Any]:
+    """A run's results from a reference: a run name in the database, or the path of a JSON file
+    written by `personagym export` (so runs from other machines can be compared and reported)."""
+    if ref.endswith(".json") and Path(ref).is_file():
+        from personagym.score import RESULTS_SCHEMA
+
+        try:
+            data = json.loads(Path(ref).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{ref} is not readable JSON ({exc}): pass a file written by `personagym export`")
+        if not isinstance(data, dict) or data.get("schema") != RESULTS_SCHEMA:
+            raise UserError(f"{ref} is not a {RESULTS_SCHEMA} export: write one with `personagym export RUN -o FILE`")
+        return data
+    return _results(ctx, db, ref)
+
+
 @cli.command("runs")
 @db_option
 @click.pass_context
