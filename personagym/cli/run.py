@@ -17,7 +17,7 @@ from personagym.errors import UserError
 RUN_OPTIONS: list[Callable] = [
     click.option("--models", metavar="SPEC", help="One model for every role not set on its own (e.g. local, for a smoke test)."),
     click.option("--agent", metavar="SPEC", help="The agent under test: a model spec, e.g. openai:gpt-4o-mini or local."),
-    click.option("--agent-base-url", metavar="URL", help="Your own OpenAI-compatible chat endpoint serving the agent."),
+    click.option("--agent-base-url", metavar="URL[,URL]", help="Your own OpenAI-compatible chat endpoint(s) serving the agent; several share the load."),
     click.option("--persona-field", metavar="NAME", help="Send the persona in this request body field, not a system prompt."),
     click.option("--agent-template", metavar="FILE", help="System prompt template for the agent; must contain {persona}."),
     click.option("--judges", metavar="SPEC,SPEC", help="Judge models (default openai:gpt-4o,anthropic:claude-sonnet-4-5)."),
@@ -37,7 +37,7 @@ RUN_OPTIONS: list[Callable] = [
     click.option("--max-attempts", type=int, metavar="N", help="Attempts per call before it counts as failed (default 6)."),
     click.option("--timeout", type=float, metavar="SECONDS", help="Longest wait for one attempt (default 120)."),
     click.option("--prices", metavar="FILE", help="TOML price table adding to or overriding the built-in one."),
-    click.option("--openai-base-url", metavar="URL", help="Base URL for openai: specs (vLLM, Ollama, ...)."),
+    click.option("--openai-base-url", metavar="URL[,URL]", help="Base URL(s) for openai: specs (vLLM, Ollama, ...); several share the load."),
     click.option("--anthropic-base-url", metavar="URL", help="Base URL for anthropic: specs."),
     click.option("--run", "run_name", metavar="NAME", help="Name of the run; the same name resumes it (default: derived from the settings)."),
     db_option,

@@ -22,10 +22,11 @@ from typing import Any, Awaitable, Callable
 import pydantic
 
 from personagym.llm.cache import Cache, cache_key
-from personagym.llm.limits import Limits, ModelLimiter
+from personagym.llm.endpoints import EndpointPool
+from personagym.llm.limits import Limits
 from personagym.llm.providers import make_provider
 from personagym.llm.providers.base import Provider
-from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec
+from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec, public_url, split_urls
 from personagym.llm.types import (
     CallFailed,
     CallFailure,
@@ -76,14 +77,16 @@ class _Bill:
 
 
 class BoundModel:
-    """A provider bound to its limits; one per model spec (and base URL) per gateway."""
+    """A model bound to its endpoints and their limits; one per model spec (and base URLs) per gateway."""
 
-    def __init__(self, spec: ModelSpec, provider: Provider, limits: Limits):
+    def __init__(self, spec: ModelSpec, providers: list[tuple[str | None, Provider]], limits: Limits):
         self.name = str(spec)
-        self.provider = provider
-        cap = provider.max_concurrency
-        self.limiter = ModelLimiter(Limits(min(limits.concurrency, cap or limits.concurrency), limits.rpm, limits.tpm))
-        self.identity = provider.identity()
+        self.pool = EndpointPool.build(providers, limits)
+        self.provider = providers[0][1]
+        self.identity = self.provider.identity()
+        if len(providers) > 1:
+            # The user says these endpoints serve one model: the cache is keyed on the set of them.
+            self.identity = {**self.identity, "base_url": sorted(public_url(url) for url, _ in providers)}
 
 
 if sys.version_info >= (3, 11):
@@ -140,8 +143,9 @@ class Gateway:
         self._models: dict[tuple[str, str | None], BoundModel] = {}
 
     def model(self, spec: str | ModelSpec | BoundModel, base_url: str | None = None) -> BoundModel:
-        """The bound model for a spec (at a base URL other than its provider's, if given), created on
-        first use. Raises ConfigError for a bad spec or missing key."""
+        """The bound model for a spec (at base URLs other than its provider's, if given: several,
+        comma-separated, spread the load over endpoints serving the same model), created on first
+        use. Raises ConfigError for a bad spec or missing key."""
         if isinstance(spec, BoundModel):
             return spec
         key = (str(spec), base_url)
@@ -149,11 +153,10 @@ class Gateway:
         if bound is None:
             parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
             settings = self.settings.get(parsed.provider) or ProviderSettings()
-            if base_url:
-                settings = dataclasses.replace(settings, base_url=base_url)
-            provider = make_provider(parsed, settings)
+            urls = split_urls(base_url or settings.base_url) or [None]
+            providers = [(url, make_provider(parsed, dataclasses.replace(settings, base_url=url))) for url in urls]
             limits = self.model_limits.get(str(parsed), self.limits)
-            bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, provider, limits)
+            bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, providers, limits)
         return bound
 
     async def complete(self, spec: str | ModelSpec | BoundModel, request: Request) -> Completion:
@@ -203,15 +206,21 @@ class Gateway:
         asked = request
         for attempt in range(1, policy.max_attempts + 1):
             bill.attempts = attempt
+            slot = await model.pool.acquire(estimate)
+            outcome: Cause | None = None
             try:
-                async with model.limiter.semaphore:
-                    await model.limiter.admit(estimate)
-                    reply = await _within(policy.timeout, model.provider.generate(asked))
+                reply = await _within(policy.timeout, slot.endpoint.provider.generate(asked))
             except asyncio.TimeoutError:
                 error = ProviderError(Cause.TIMEOUT, f"no reply within {policy.timeout:g} s")
+                outcome = error.cause
             except ProviderError as exc:
                 error = exc
-            else:
+                outcome = error.cause
+            except BaseException:
+                model.pool.abandon(slot)  # cancelled: the endpoint did nothing wrong
+                raise
+            model.pool.done(slot, outcome)
+            if outcome is None:
                 bill.prompt_tokens += reply.prompt_tokens
                 bill.completion_tokens += reply.completion_tokens
                 try:
@@ -251,7 +260,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         for model in {id(m): m for m in self._models.values()}.values():
-            await model.provider.aclose()
+            for endpoint in model.pool.endpoints:
+                await endpoint.provider.aclose()
 
     async def __aenter__(self) -> "Gateway":
         return self

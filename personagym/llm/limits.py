@@ -41,12 +41,54 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+class AdaptiveLimit:
+    """How many calls one endpoint may have in flight: the configured ceiling, lowered to what the
+    server has shown it accepts.
+
+    A 429 that arrives while n calls were in flight says the server takes at most n - 1, so the limit
+    drops straight there (not halved as in TCP: the refusal tells us the size). Successes raise it by
+    one now and then, to learn whether the server's limit has grown; each refused probe doubles the
+    wait before the next. A server with a fixed limit therefore costs a handful of 429s over a whole
+    run instead of a storm, and the calls in flight stay at its limit, not far below it.
+    """
+
+    PROBE_FIRST = 32  # successes before the first probe above a learned limit
+    PROBE_MAX = 4096
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.refusals = 0  # 429s that lowered the limit
+        self._probe_every = self.PROBE_FIRST
+        self._successes = 0
+
+    def succeeded(self) -> bool:
+        """Count a success; True if the limit rose (so waiting callers may go)."""
+        if self.limit >= self.ceiling:
+            return False
+        self._successes += 1
+        if self._successes < self._probe_every:
+            return False
+        self._successes = 0
+        self.limit += 1
+        return True
+
+    def refused(self, in_flight_when_sent: int) -> None:
+        cut = max(1, in_flight_when_sent - 1)
+        if cut < self.limit:
+            # Several calls refused together are one event: only the first lowers the limit, so
+            # the probe interval doubles once per event, not once per refused call.
+            self.limit = cut
+            self.refusals += 1
+            self._probe_every = min(self._probe_every * 2, self.PROBE_MAX) if self.refusals > 1 else self._probe_every
+            self._successes = 0
+
+
 class ModelLimiter:
-    """The gate every attempt to one model passes: a semaphore, then the optional rate limits."""
+    """The rate limits of one endpoint (calls in flight are counted by its pool, personagym.llm.endpoints)."""
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self.semaphore = asyncio.Semaphore(limits.concurrency)
         self.rpm = RateLimiter(limits.rpm) if limits.rpm else None
         # Allow a tenth of a minute's tokens at once so one long prompt is not serialised.
         self.tpm = RateLimiter(limits.tpm, burst_seconds=6.0) if limits.tpm else None

@@ -61,7 +61,7 @@ def resolve_settings(provider: str, *, flags: dict | None = None, config: dict |
     def pick(name: str, env_name: str | None) -> str | None:
         for source in (flags.get(name), config.get(name)):
             if source:
-                return str(source)
+                return ",".join(map(str, source)) if isinstance(source, (list, tuple)) else str(source)
         if name == "api_key" and config.get("api_key_env"):
             return env.get(str(config["api_key_env"])) or None
         return (env.get(env_name) or None) if env_name else None
@@ -78,8 +78,18 @@ def public_url(url: str | None) -> str | None:
     """A base URL with any user:password@ removed: safe to store, log and hash."""
     if not url:
         return url
+    if "," in url:  # several endpoints serving one model
+        return ",".join(public_url(u) or "" for u in split_urls(url))
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def split_urls(value: str | list | tuple | None) -> list[str]:
+    """Base URLs from a comma-separated string or a list (several endpoints serving one model)."""
+    if not value:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(u).strip() for u in items if str(u).strip()]

@@ -1,0 +1,122 @@
+"""Adaptive concurrency and endpoint pools, against real loopback fake servers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from personagym.llm import Gateway, Limits, Request, RetryPolicy
+from personagym.llm import endpoints as endpoints_module
+from personagym.llm.limits import AdaptiveLimit
+from personagym.llm.spec import ProviderSettings
+from personagym.testing import FakeServer
+
+RETRY = RetryPolicy(max_attempts=6, max_total_seconds=30, timeout=5, backoff_base=0.01, backoff_max=0.05)
+
+
+def ask(i: int) -> Request:
+    return Request.of(("user", f"question {i}"))
+
+
+def gateway(base_url: str, concurrency: int) -> Gateway:
+    settings = {"openai": ProviderSettings(base_url=base_url, api_key="sk-test")}
+    return Gateway(limits=Limits(concurrency=concurrency), retry=RETRY, settings=settings)
+
+
+def test_a_refusal_lowers_the_limit_to_what_the_server_took_and_probes_back_slowly():
+    limit = AdaptiveLimit(ceiling=100)
+    for n in (65, 70, 80):  # one burst refused together: one event
+        limit.refused(n)
+    assert limit.limit == 64 and limit.refusals == 1
+    raised = sum(limit.succeeded() for _ in range(AdaptiveLimit.PROBE_FIRST))
+    assert raised == 1 and limit.limit == 65
+    limit.refused(65)  # the probe was refused: back, and the next probe waits twice as long
+    assert limit.limit == 64 and limit.refusals == 2
+    assert sum(limit.succeeded() for _ in range(AdaptiveLimit.PROBE_FIRST)) == 0
+    assert sum(limit.succeeded() for _ in range(AdaptiveLimit.PROBE_FIRST)) == 1
+
+
+def test_the_limit_never_rises_above_the_ceiling_nor_falls_below_one():
+    limit = AdaptiveLimit(ceiling=3)
+    assert not any(limit.succeeded() for _ in range(1000)) and limit.limit == 3
+    limit.refused(1)
+    assert limit.limit == 1
+
+
+async def test_the_gateway_learns_the_servers_limit_without_a_storm_of_429s():
+    with FakeServer(latency=0.02, max_in_flight=8, retry_after_default="0.05") as server:
+        async with gateway(server.base_url, concurrency=32) as gw:
+            done = await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(600)))
+            learned = gw.model("openai:m").pool.endpoints[0].limit.limit
+        stats = server.stats
+    assert len(done) == 600
+    # The first burst of 32 meets a limit of 8: 24 refusals at once. After that only the rare
+    # probes above the learned limit are refused.
+    assert stats.rejected <= 24 + 6, stats.rejected
+    assert learned in (8, 9)
+    assert stats.max_in_flight_seen == 8
+
+
+async def test_requests_spread_over_endpoints_each_within_its_own_limit():
+    with FakeServer(latency=0.02) as a, FakeServer(latency=0.02) as b:
+        async with gateway(f"{a.base_url},{b.base_url}", concurrency=3) as gw:
+            await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(120)))
+        assert a.stats.requests + b.stats.requests == 120
+        assert a.stats.requests >= 40 and b.stats.requests >= 40
+        assert a.stats.max_in_flight_seen <= 3 and b.stats.max_in_flight_seen <= 3
+        assert max(a.stats.max_in_flight_seen, b.stats.max_in_flight_seen) == 3
+
+
+async def test_a_failing_endpoint_is_taken_out_then_tried_again_later(monkeypatch):
+    monkeypatch.setattr(endpoints_module, "COOL_DOWN_FIRST", 0.3)
+    with FakeServer(latency=0.01) as good, FakeServer(latency=0.01) as bad:
+        bad.inject("500", count=2)
+        async with gateway(f"{good.base_url},{bad.base_url}", concurrency=1) as gw:
+            model = gw.model("openai:m")
+            for i in range(6):  # one at a time, so the pool's choices are deterministic
+                await gw.complete("openai:m", ask(i))
+            out = next(e for e in model.pool.endpoints if e.url == bad.base_url)
+            assert out.taken_out == 1
+            seen_while_out = bad.stats.requests
+            await asyncio.sleep(0.35)  # the cool-down ends: the endpoint gets calls again
+            await asyncio.gather(*(gw.complete("openai:m", ask(100 + i)) for i in range(20)))
+        assert seen_while_out == 2  # only the two that failed
+        assert bad.stats.requests > seen_while_out
+        assert good.stats.requests >= 6
+
+
+async def test_a_refused_connection_takes_an_endpoint_out_at_once():
+    with FakeServer() as good:
+        dead = FakeServer().start()
+        dead_url = dead.base_url
+        dead.stop()  # nothing listens there any more
+        async with gateway(f"{dead_url},{good.base_url}", concurrency=4) as gw:
+            results = await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(30)))
+            pool = gw.model("openai:m").pool
+        assert len(results) == 30 and good.stats.requests == 30
+        dead_endpoint = next(e for e in pool.endpoints if e.url == dead_url)
+        assert dead_endpoint.taken_out >= 1 and dead_endpoint.calls <= 4
+
+
+async def test_every_endpoint_out_still_lets_calls_through_under_the_retry_policy():
+    with FakeServer() as a, FakeServer() as b:
+        a.inject("500", count=2)
+        b.inject("500", count=2)
+        async with gateway(f"{a.base_url},{b.base_url}", concurrency=1) as gw:
+            done = [await gw.complete("openai:m", ask(i)) for i in range(4)]
+        assert len(done) == 4
+
+
+def test_the_cache_identity_of_a_pool_does_not_depend_on_the_order_of_its_urls():
+    one = Gateway(settings={"openai": ProviderSettings(base_url="http://a:1/v1,http://b:2/v1", api_key="k")})
+    two = Gateway(settings={"openai": ProviderSettings(base_url="http://b:2/v1, http://a:1/v1", api_key="k")})
+    assert one.model("openai:m").identity == two.model("openai:m").identity
+    assert len(one.model("openai:m").pool.endpoints) == 2
+
+
+@pytest.mark.parametrize("value", ["http://u:secret@a:1/v1,http://b:2/v1"])
+def test_public_urls_of_a_pool_drop_credentials(value):
+    from personagym.llm.spec import public_url
+
+    assert public_url(value) == "http://a:1/v1,http://b:2/v1"
