@@ -45,39 +45,54 @@ class AnthropicProvider:
     def identity(self) -> dict[str, Any]:
         return {"provider": "anthropic", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
 
-    def _params(self, request: Request) -> dict[str, Any]:
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        params: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": request.sampling.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
-        }
-        if system:
-            params["system"] = system
-        if request.schema is not None:
-            params["output_config"] = {
-                "format": {"type": "json_schema", "schema": anthropic.transform_schema(request.schema)}
-            }
-        if request.extra_body:
-            params["extra_body"] = dict(request.extra_body)
-        return params
-
     async def generate(self, request: Request) -> Reply:
+        body = request_body(self.model, request)
+        # The fields messages.create names go as its arguments; the user's own extra fields ride along
+        # in extra_body, which the SDK merges into the same JSON object: the wire body is `body`.
+        named = {name: body.pop(name) for name in _CREATE_ARGUMENTS if name in body}
         with sdk_errors(anthropic, public_url(self.base_url) or OFFICIAL_URL):
-            message = await self.client.messages.create(**self._params(request))
-        try:
-            text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
-            finish = _FINISH.get(message.stop_reason or "", "stop")
-        except (AttributeError, TypeError):
-            raise ProviderError(Cause.MALFORMED_RESPONSE, "response has no content blocks") from None
-        usage = getattr(message, "usage", None)
-        return Reply(
-            text,
-            finish,
-            getattr(usage, "input_tokens", 0) or 0,
-            getattr(usage, "output_tokens", 0) or 0,
-        )
+            message = await self.client.messages.create(**named, extra_body=body or None)
+        return parse_message(message)
 
     async def aclose(self) -> None:
         await self.client.close()
 
+
+# The two halves of a call, shared with the batch client (personagym.llm.batch.anthropic), so that a
+# batch request carries exactly the params the online call would send and its answer is read by the
+# same code.
+
+_CREATE_ARGUMENTS = ("model", "max_tokens", "messages", "system", "output_config")
+
+
+def request_body(model: str, request: Request) -> dict[str, Any]:
+    """The JSON body of one Messages API request (what POST /v1/messages and a batch item's params hold)."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.sampling.max_tokens,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+    }
+    if system:
+        body["system"] = system
+    if request.schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": anthropic.transform_schema(request.schema)}}
+    if request.extra_body:
+        body.update(request.extra_body)
+    return body
+
+
+def parse_message(message: Any) -> Reply:
+    """An SDK Message (an online reply, or a succeeded batch result's message) as a Reply."""
+    try:
+        text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+        finish = _FINISH.get(message.stop_reason or "", "stop")
+    except (AttributeError, TypeError):
+        raise ProviderError(Cause.MALFORMED_RESPONSE, "response has no content blocks") from None
+    usage = getattr(message, "usage", None)
+    return Reply(
+        text,
+        finish,
+        getattr(usage, "input_tokens", 0) or 0,
+        getattr(usage, "output_tokens", 0) or 0,
+    )

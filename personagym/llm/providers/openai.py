@@ -51,44 +51,54 @@ class OpenAIProvider:
     def identity(self) -> dict[str, Any]:
         return {"provider": "openai", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
 
-    def _params(self, request: Request) -> dict[str, Any]:
-        s = request.sampling
-        params: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "temperature": s.temperature,
-        }
-        # OpenAI's own API has renamed max_tokens; many compatible servers only know the old name.
-        params["max_tokens" if self.base_url else "max_completion_tokens"] = s.max_tokens
-        if s.top_p is not None:
-            params["top_p"] = s.top_p
-        if s.seed is not None:
-            params["seed"] = s.seed
-        if request.schema is not None:
-            params["response_format"] = {
-                "type": "json_schema",
-                # Not strict: strict mode rejects common schema keywords; the gateway validates anyway.
-                "json_schema": {"name": request.schema.__name__, "schema": schema_of(request.schema), "strict": False},
-            }
-        if request.extra_body:
-            params.update(request.extra_body)
-        return params
-
     async def generate(self, request: Request) -> Reply:
         # Serialised here: the SDK sends bytes as they are, without deep-copying the body.
-        body = json.dumps(self._params(request)).encode()
+        body = json.dumps(request_body(self.model, self.base_url, request)).encode()
         with sdk_errors(openai, public_url(self.base_url) or OFFICIAL_URL):
             response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
             data = json.loads(response.content)
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason") or "stop"
-            usage = data.get("usage") or {}
-            return Reply(text, finish, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise ProviderError(Cause.MALFORMED_RESPONSE, "response lacks choices[0].message") from None
+        return parse_completion(data)
 
     async def aclose(self) -> None:
         await self.client.close()
 
+
+# The two halves of a call, shared with the batch client (personagym.llm.batch.openai), so that a batch
+# line carries exactly the body the online call would post and its answer is read by the same code.
+
+
+def request_body(model: str, base_url: str | None, request: Request) -> dict[str, Any]:
+    """The JSON body of one chat completion request for `model` at `base_url` (None: OpenAI's own API)."""
+    s = request.sampling
+    params: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "temperature": s.temperature,
+    }
+    # OpenAI's own API has renamed max_tokens; many compatible servers only know the old name.
+    params["max_tokens" if base_url else "max_completion_tokens"] = s.max_tokens
+    if s.top_p is not None:
+        params["top_p"] = s.top_p
+    if s.seed is not None:
+        params["seed"] = s.seed
+    if request.schema is not None:
+        params["response_format"] = {
+            "type": "json_schema",
+            # Not strict: strict mode rejects common schema keywords; the gateway validates anyway.
+            "json_schema": {"name": request.schema.__name__, "schema": schema_of(request.schema), "strict": False},
+        }
+    if request.extra_body:
+        params.update(request.extra_body)
+    return params
+
+
+def parse_completion(data: Any) -> Reply:
+    """A chat.completion response body as a Reply; ProviderError when it is not one."""
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason") or "stop"
+        usage = data.get("usage") or {}
+        return Reply(text, finish, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ProviderError(Cause.MALFORMED_RESPONSE, "response lacks choices[0].message") from None
