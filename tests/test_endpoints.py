@@ -48,7 +48,7 @@ async def test_the_gateway_learns_the_servers_limit_without_a_storm_of_429s():
     with FakeServer(latency=0.02, max_in_flight=8, retry_after_default="0.05") as server:
         async with gateway(server.base_url, concurrency=32) as gw:
             done = await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(600)))
-            learned = gw.model("openai:m").pool.endpoints[0].limit.limit
+            learned = gw.dispatcher.servers[server.base_url].limit.limit
         stats = server.stats
     assert len(done) == 600
     # The first burst of 32 meets a limit of 8: 24 refusals at once. After that only the rare
@@ -76,7 +76,7 @@ async def test_a_failing_endpoint_is_taken_out_then_tried_again_later(monkeypatc
             model = gw.model("openai:m")
             for i in range(6):  # one at a time, so the pool's choices are deterministic
                 await gw.complete("openai:m", ask(i))
-            out = next(e for e in model.pool.endpoints if e.url == bad.base_url)
+            out = next(e.server for e in model.gate.endpoints if e.url == bad.base_url)
             assert out.taken_out == 1
             seen_while_out = bad.stats.requests
             await asyncio.sleep(0.35)  # the cool-down ends: the endpoint gets calls again
@@ -93,10 +93,10 @@ async def test_a_refused_connection_takes_an_endpoint_out_at_once():
         dead.stop()  # nothing listens there any more
         async with gateway(f"{dead_url},{good.base_url}", concurrency=4) as gw:
             results = await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(30)))
-            pool = gw.model("openai:m").pool
+            gate = gw.model("openai:m").gate
         assert len(results) == 30 and good.stats.requests == 30
-        dead_endpoint = next(e for e in pool.endpoints if e.url == dead_url)
-        assert dead_endpoint.taken_out >= 1 and dead_endpoint.calls <= 4
+        dead_endpoint = next(e for e in gate.endpoints if e.url == dead_url)
+        assert dead_endpoint.server.taken_out >= 1 and dead_endpoint.calls <= 4
 
 
 async def test_every_endpoint_out_still_lets_calls_through_under_the_retry_policy():
@@ -112,7 +112,18 @@ def test_the_cache_identity_of_a_pool_does_not_depend_on_the_order_of_its_urls()
     one = Gateway(settings={"openai": ProviderSettings(base_url="http://a:1/v1,http://b:2/v1", api_key="k")})
     two = Gateway(settings={"openai": ProviderSettings(base_url="http://b:2/v1, http://a:1/v1", api_key="k")})
     assert one.model("openai:m").identity == two.model("openai:m").identity
-    assert len(one.model("openai:m").pool.endpoints) == 2
+    assert len(one.model("openai:m").gate.endpoints) == 2
+
+
+async def test_models_sharing_a_server_share_what_it_taught():
+    with FakeServer(latency=0.02, max_in_flight=6, retry_after_default="0.05") as server:
+        async with gateway(server.base_url, concurrency=16) as gw:
+            calls = [gw.complete(f"openai:m{i % 3}", ask(i)) for i in range(300)]
+            await asyncio.gather(*calls)
+            learned = gw.dispatcher.servers[server.base_url].limit.limit
+        stats = server.stats
+    assert learned in (6, 7) and stats.max_in_flight_seen == 6
+    assert stats.rejected <= 48 + 6, stats.rejected  # the opening burst, then rare probes
 
 
 @pytest.mark.parametrize("value", ["http://u:secret@a:1/v1,http://b:2/v1"])

@@ -22,11 +22,11 @@ from typing import Any, Awaitable, Callable
 import pydantic
 
 from personagym.llm.cache import Cache, cache_key
-from personagym.llm.endpoints import EndpointPool
+from personagym.llm.endpoints import Dispatcher, ModelGate
 from personagym.llm.limits import Limits
 from personagym.llm.providers import make_provider
 from personagym.llm.providers.base import Provider
-from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec, public_url, split_urls
+from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec, split_urls
 from personagym.llm.types import (
     CallFailed,
     CallFailure,
@@ -79,14 +79,14 @@ class _Bill:
 class BoundModel:
     """A model bound to its endpoints and their limits; one per model spec (and base URLs) per gateway."""
 
-    def __init__(self, spec: ModelSpec, providers: list[tuple[str | None, Provider]], limits: Limits):
+    def __init__(self, spec: ModelSpec, gate: ModelGate):
         self.name = str(spec)
-        self.pool = EndpointPool.build(providers, limits)
-        self.provider = providers[0][1]
+        self.gate = gate
+        self.provider = gate.endpoints[0].provider
         self.identity = self.provider.identity()
-        if len(providers) > 1:
+        if len(gate.endpoints) > 1:
             # The user says these endpoints serve one model: the cache is keyed on the set of them.
-            self.identity = {**self.identity, "base_url": sorted(public_url(url) for url, _ in providers)}
+            self.identity = {**self.identity, "base_url": sorted(e.url for e in gate.endpoints)}
 
 
 if sys.version_info >= (3, 11):
@@ -110,6 +110,11 @@ def _with_feedback(request: Request, reply: str, error: ProviderError) -> Reques
         note = f"Your reply was not valid ({error.detail}). Reply again with JSON only that follows the schema."
     messages = request.messages + (Message("assistant", reply[:3000]), Message("user", note))
     return dataclasses.replace(request, messages=messages)
+
+
+def _server_of(spec: ModelSpec, provider: Provider) -> str:
+    """What identifies the server behind a provider: its public base URL (or the model, for local)."""
+    return str(provider.identity().get("base_url") or spec)
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -141,6 +146,7 @@ class Gateway:
         self.settings = settings or {}
         self.on_call = on_call  # e.g. the run store, which keeps every call's bill
         self._models: dict[tuple[str, str | None], BoundModel] = {}
+        self.dispatcher = Dispatcher()  # servers and their learned limits, shared by every model
 
     def model(self, spec: str | ModelSpec | BoundModel, base_url: str | None = None) -> BoundModel:
         """The bound model for a spec (at base URLs other than its provider's, if given: several,
@@ -154,9 +160,10 @@ class Gateway:
             parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
             settings = self.settings.get(parsed.provider) or ProviderSettings()
             urls = split_urls(base_url or settings.base_url) or [None]
-            providers = [(url, make_provider(parsed, dataclasses.replace(settings, base_url=url))) for url in urls]
+            providers = [make_provider(parsed, dataclasses.replace(settings, base_url=url)) for url in urls]
             limits = self.model_limits.get(str(parsed), self.limits)
-            bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, providers, limits)
+            gate = self.dispatcher.gate(str(parsed), [(_server_of(parsed, p), p) for p in providers], limits)
+            bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, gate)
         return bound
 
     async def complete(self, spec: str | ModelSpec | BoundModel, request: Request) -> Completion:
@@ -206,7 +213,7 @@ class Gateway:
         asked = request
         for attempt in range(1, policy.max_attempts + 1):
             bill.attempts = attempt
-            slot = await model.pool.acquire(estimate)
+            slot = await self.dispatcher.acquire(model.gate, estimate)
             outcome: Cause | None = None
             try:
                 reply = await _within(policy.timeout, slot.endpoint.provider.generate(asked))
@@ -217,9 +224,9 @@ class Gateway:
                 error = exc
                 outcome = error.cause
             except BaseException:
-                model.pool.abandon(slot)  # cancelled: the endpoint did nothing wrong
+                self.dispatcher.abandon(slot)  # cancelled: the endpoint did nothing wrong
                 raise
-            model.pool.done(slot, outcome)
+            self.dispatcher.done(slot, outcome)
             if outcome is None:
                 bill.prompt_tokens += reply.prompt_tokens
                 bill.completion_tokens += reply.completion_tokens
@@ -260,7 +267,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         for model in {id(m): m for m in self._models.values()}.values():
-            for endpoint in model.pool.endpoints:
+            for endpoint in model.gate.endpoints:
                 await endpoint.provider.aclose()
 
     async def __aenter__(self) -> "Gateway":
