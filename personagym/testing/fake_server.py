@@ -26,6 +26,7 @@ import asyncio
 import collections
 import dataclasses
 import hashlib
+import importlib
 import itertools
 import json
 import signal
@@ -218,6 +219,10 @@ class FakeServer:
             await done.wait()
         finally:
             await self._close()
+        # What benchmarks read back: requests served and refused.
+        stats = self.stats
+        print(json.dumps({"requests": stats.requests, "rejected": stats.rejected,
+                          "max_in_flight_seen": stats.max_in_flight_seen}), flush=True)
 
     # ----- connections and HTTP ---------------------------------------------------------------
 
@@ -524,9 +529,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
     parser.add_argument("--max-in-flight", type=int, default=None, help="answer 429 beyond this many")
     parser.add_argument("--require-key", default=None, help="answer 401 unless this API key is sent")
+    parser.add_argument("--responder", default=None, metavar="MODULE:NAME",
+                        help="a function (api, body) -> reply text or JSON object, e.g. for benchmarks")
     args = parser.parse_args(argv)
     server = FakeServer(host=args.host, port=args.port, latency=args.latency,
                         max_in_flight=args.max_in_flight, require_key=args.require_key)
+    if args.responder:
+        module, _, name = args.responder.partition(":")
+        server.responder = getattr(importlib.import_module(module), name)
     try:
         asyncio.run(server.serve_until_signalled())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
