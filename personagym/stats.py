@@ -197,7 +197,9 @@ def compare(
     # question's difference, so flipping signs of d_q draws from the no-difference null directly.
     scale = len(personas) * len(tasks)
     wd = np.array([(x - y) / (scale * len(pairs)) for p in personas for pairs in p.values() for x, y in pairs])
-    return Comparison(*names, len(personas), questions, a_score, b_score, difference, _sign_flip_p(wd, rng, permutations))
+    return Comparison(
+        *names, len(personas), questions, a_score, b_score, difference, _sign_flip_p(wd, rng, permutations)
+    )
 
 
 def leaderboard(results_list: Sequence[dict[str, Any]], **kw: Any) -> list[Comparison]:
