@@ -1,0 +1,146 @@
+"""The report's view model: runs' results and their statistics as plain data, ready to render.
+
+Kept apart from the markup so the numbers can be checked without parsing HTML, and so the renderer
+never computes anything: every figure on the page is either copied from a run's results (the export's
+exact value) or comes from `personagym.stats`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from personagym.report.questions import question_data
+
+# Only these configuration fields are shown: a config may grow fields we have not vetted (a base URL
+# with a token in its query string, say), and a report is meant to be passed around.
+CONFIG_FIELDS = [
+    "agent", "judges", "generator", "example_model", "prompts_version", "task_versions", "catalog", "benchmark",
+    "tasks", "questions_per_task", "max_environments", "judge_batch",
+]
+SAMPLING_FIELDS = ["temperature", "top_p", "max_tokens", "seed"]
+USAGE_FIELDS = ["calls", "cached", "failures", "attempts", "prompt_tokens", "completion_tokens", "cost"]
+
+
+def interval(iv: Any) -> dict[str, Any]:
+    return {"value": iv.value, "low": iv.low, "high": iv.high, "n": iv.n}
+
+
+def run_labels(results_list: list[dict[str, Any]]) -> list[str]:
+    """Names that tell runs apart on the page: two exports of different databases may share a name."""
+    seen: Counter[str] = Counter()
+    labels = []
+    for results in results_list:
+        name = str(results["run"]["name"])
+        seen[name] += 1
+        labels.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return labels
+
+
+def task_order(results_list: list[dict[str, Any]]) -> list[str]:
+    tasks: list[str] = []
+    for results in results_list:
+        tasks += [t for t in results["scores"]["tasks"] if t not in tasks]
+    return tasks
+
+
+def provenance(results: dict[str, Any]) -> dict[str, Any]:
+    config = results["run"].get("config") or {}
+    sampling = config.get("sampling") or {}
+    return {
+        "config": {key: config.get(key) for key in CONFIG_FIELDS},
+        "sampling": {
+            role: {key: (values or {}).get(key) for key in SAMPLING_FIELDS} for role, values in sorted(sampling.items())
+        },
+    }
+
+
+def usage(results: dict[str, Any]) -> dict[str, Any]:
+    raw = results.get("usage") or {}
+
+    def pick(row: dict[str, Any]) -> dict[str, Any]:
+        return {key: row.get(key) for key in USAGE_FIELDS}
+
+    return {
+        "by_role": {role: pick(row) for role, row in (raw.get("by_role") or {}).items()},
+        "by_model": {model: pick(row) for model, row in (raw.get("by_model") or {}).items()},
+        "total": pick(raw.get("total") or {}),
+    }
+
+
+def persona_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each persona with its scores and the failures that belong to it, split by whether they hit one
+    question (shown with that question) or the persona as a whole (its environments or questions)."""
+    questions = {(q["persona"], q["task"], q["index"]) for q in results["questions"]}
+    failed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in results["failures"]["items"]:
+        failed[item["persona"]].append(item)
+    rows = []
+    for persona in results["personas"]:
+        items = failed.get(persona["persona"], [])
+        whole = [f for f in items if (f["persona"], f["task"], f["question_index"]) not in questions]
+        rows.append(
+            {
+                **persona,
+                "failures": len(items),
+                "persona_failures": [{"stage": f["stage"], "task": f["task"], "cause": f["cause"]} for f in whole],
+            }
+        )
+    return rows
+
+
+def build_model(
+    results_list: list[dict[str, Any]], *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """Everything the report shows, for one or more runs, in the order given."""
+    from personagym import stats
+
+    labels = run_labels(results_list)
+    runs = []
+    for label, results in zip(labels, results_list):
+        ivs = stats.run_intervals(results, resamples=resamples, level=level, seed=seed)
+        run = results["run"]
+        runs.append(
+            {
+                "label": label,
+                "name": run["name"],
+                "status": run.get("status"),
+                "created_at": run.get("created_at"),
+                "updated_at": run.get("updated_at"),
+                "scores": results["scores"],
+                "intervals": {
+                    "persona_score": interval(ivs["persona_score"]),
+                    "tasks": {task: interval(iv) for task, iv in ivs["tasks"].items()},
+                },
+                "personas": persona_rows(results),
+                "failures": {k: results["failures"][k] for k in ("total", "by_cause", "by_stage")},
+                "judges": stats.judge_agreement(results),
+                "provenance": provenance(results),
+                "usage": usage(results),
+            }
+        )
+    comparisons = []
+    if len(results_list) > 1:
+        pairs = [(i, j) for i in range(len(results_list)) for j in range(i + 1, len(results_list))]
+        # leaderboard() yields every pair i<j in this order; pairing by position keeps labels unique.
+        for (i, j), c in zip(pairs, stats.leaderboard(results_list, resamples=resamples, level=level, seed=seed)):
+            comparisons.append(
+                {
+                    "a": i, "b": j, "personas": c.personas, "questions": c.questions, "a_score": c.a_score,
+                    "b_score": c.b_score, "difference": interval(c.difference), "p_value": c.p_value,
+                }
+            )
+    ranking = sorted(
+        range(len(runs)),
+        key=lambda i: (runs[i]["scores"]["persona_score"] is None, -(runs[i]["scores"]["persona_score"] or 0)),
+    )
+    return {
+        "level": level,
+        "resamples": resamples,
+        "seed": seed,
+        "tasks": task_order(results_list),
+        "runs": runs,
+        "ranking": ranking,
+        "comparisons": comparisons,
+        "questions": question_data(results_list, labels, stats.disagreement),
+    }
