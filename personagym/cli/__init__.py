@@ -60,7 +60,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 
 def _register() -> None:
     """Commands live in their own modules; importing them attaches them to `cli`."""
-    from personagym.cli import cache, models, report, results, run  # noqa: F401
+    from personagym.cli import cache, compare, merge, models, report, results, run  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
