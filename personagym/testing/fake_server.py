@@ -12,7 +12,9 @@ speaks both chat APIs over plain HTTP/1.1 on loopback and answers instantly and 
 * knobs add latency, a concurrency cap answered with 429s, and an API key check;
 * `inject()` queues deterministic faults (429, 500, stall, malformed body, truncated reply) that hit
   the next requests in arrival order;
-* `stats`, `requests` and `request_headers` record what the clients actually did.
+* `stats`, `requests` and `request_headers` record what the clients actually did;
+* the providers' batch APIs (OpenAI files + batches, Anthropic message batches) run jobs for
+  `batch_delay` seconds and answer their items like online requests: see `fake_batches`.
 
 Use ``with FakeServer(latency=0.05) as srv:`` (a daemon thread with its own event loop) and point an
 SDK at ``srv.base_url``, or run ``python -m personagym.testing.fake_server`` in the foreground.
@@ -75,13 +77,15 @@ class Stats:
     rejected: int = 0
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
     arrivals: list[float] = dataclasses.field(default_factory=list)
+    batch_jobs: int = 0  # batch jobs created, and the items they held (see fake_batches)
+    batch_items: int = 0
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 
     def copy(self) -> "Stats":
         return Stats(self.requests, dict(self.by_path), self.in_flight, self.max_in_flight_seen,
-                     self.rejected, dict(self.faults), list(self.arrivals))
+                     self.rejected, dict(self.faults), list(self.arrivals), self.batch_jobs, self.batch_items)
 
 
 class FakeServer:
@@ -89,7 +93,10 @@ class FakeServer:
 
     def __init__(self, *, latency: float = 0.0, max_in_flight: int | None = None,
                  require_key: str | None = None, responder: Responder | None = None,
-                 retry_after_default: float | str = "1", host: str = "127.0.0.1", port: int = 0):
+                 retry_after_default: float | str = "1", host: str = "127.0.0.1", port: int = 0,
+                 batch_delay: float = 0.05):
+        from personagym.testing.fake_batches import FakeBatches  # here: that module imports this one
+
         self.latency = latency
         self.max_in_flight = max_in_flight
         self.require_key = require_key
@@ -97,6 +104,8 @@ class FakeServer:
         self.retry_after_default = retry_after_default
         self.host = host
         self.port = port
+        self.batch_delay = batch_delay  # seconds a batch job runs before its items are answered
+        self.batches = FakeBatches(self)  # batch jobs, and their fault injection
         self._lock = threading.Lock()
         self._stats = Stats()
         self._faults: collections.deque[_Fault] = collections.deque()
@@ -345,6 +354,8 @@ class FakeServer:
             listing = {"object": "list", "data": data, "has_more": False, "first_id": MODELS[0],
                        "last_id": MODELS[-1]}
             return 200, [], json.dumps(listing).encode()
+        if route.startswith(("/files", "/batches", "/messages/batches")):
+            return await self.batches.handle(method, route, headers, body)
         api = {"/chat/completions": "openai", "/messages": "anthropic"}.get(route)
         if api is None:
             return self._error(None, 404, f"no route for {method} {path}")
