@@ -1,0 +1,138 @@
+"""Anthropic's Message Batches API: the requests go in one JSON body, the results come back as JSONL
+with one line per request (succeeded, errored, canceled or expired).
+
+Anthropic has no "failed" or "expired" job: a job always ends, and what went wrong is told per item.
+`status()` reports an ended job whose cancellation was asked as "cancelled", and one with expired
+items as "expired", so the gateway sees the same states for both providers.
+
+custom_id must match ^[a-zA-Z0-9_-]{1,64}$: a hex SHA-256 (64 characters) fits exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from personagym.llm.batch.base import BatchStatus, check_items, check_size
+from personagym.llm.providers.base import classify_status, sdk_errors
+from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.types import Cause, ProviderError, Reply, Request
+
+MAX_BATCH_ITEMS = 100_000  # requests per job, and bytes per create request: Anthropic's limits
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+# An errored item carries the error object an online call would have had; this is its HTTP status,
+# so both paths classify alike.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+_MISSING = {
+    "ended": (Cause.SERVER_ERROR, "missing from batch output"),
+    "expired": (Cause.TIMEOUT, "the batch expired before it ran"),
+    "cancelled": (Cause.SERVER_ERROR, "the batch was cancelled before it ran"),
+}
+
+
+class AnthropicBatchClient:
+    max_items = MAX_BATCH_ITEMS
+    max_bytes = MAX_BATCH_BYTES
+
+    def __init__(self, model: str, settings: ProviderSettings):
+        import anthropic
+
+        from personagym.llm.providers.anthropic import OFFICIAL_URL, AnthropicProvider, request_body
+
+        # The online provider owns the SDK client: the same key rules, base URL and transport.
+        self._provider = AnthropicProvider(model, settings)
+        self._client = self._provider.client
+        self._sdk = anthropic
+        self._body = request_body
+        self._where = public_url(settings.base_url) or OFFICIAL_URL
+        self._ids: dict[str, list[str]] = {}  # job id -> custom_ids, for the jobs submitted here
+
+    async def submit(self, items: list[tuple[str, Request]]) -> str:
+        check_items(items, self.max_items, CUSTOM_ID)
+        requests = [{"custom_id": cid, "params": self._body(self._provider.model, request)} for cid, request in items]
+        check_size(len(json.dumps({"requests": requests})), self.max_bytes)
+        with sdk_errors(self._sdk, self._where):
+            job = await self._client.messages.batches.create(requests=requests)
+        self._ids[job.id] = [cid for cid, _ in items]
+        return job.id
+
+    async def status(self, job_id: str) -> BatchStatus:
+        job = await self._retrieve(job_id)
+        c = job.request_counts
+        total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
+        return BatchStatus(_state(job), total, total - c.processing, c.errored + c.canceled + c.expired)
+
+    async def results(self, job_id: str) -> dict[str, Reply | ProviderError]:
+        job = await self._retrieve(job_id)
+        state = _state(job)
+        if state == "running":
+            raise ValueError(f"batch {job_id} is still running ({job.processing_status}): wait until it ends")
+        found: dict[str, Reply | ProviderError] = {}
+        with sdk_errors(self._sdk, self._where):
+            # The SDK fetches the job's results_url, an absolute URL the API gives (not the base URL).
+            async for entry in await self._client.messages.batches.results(job_id):
+                found[entry.custom_id] = _outcome(entry.result)
+        ids = self._ids.get(job_id) or list(found)  # the results list every request of the job
+        cause, why = _MISSING[state]
+        return {cid: found[cid] if cid in found else ProviderError(cause, why) for cid in ids}
+
+    async def cancel(self, job_id: str) -> None:
+        try:
+            with sdk_errors(self._sdk, self._where):
+                await self._client.messages.batches.cancel(job_id)
+        except ProviderError:
+            # Refused, most likely because the job has already ended: then there is nothing to do.
+            if (await self.status(job_id)).state == "running":
+                raise
+
+    async def aclose(self) -> None:
+        await self._provider.aclose()
+
+    async def _retrieve(self, job_id: str) -> Any:
+        with sdk_errors(self._sdk, self._where):
+            return await self._client.messages.batches.retrieve(job_id)
+
+
+def _state(job: Any) -> str:
+    status = job.processing_status
+    if status in ("in_progress", "canceling"):
+        return "running"
+    if status != "ended":
+        raise ProviderError(Cause.MALFORMED_RESPONSE, f"batch {job.id} has an unknown status {status!r}")
+    if job.cancel_initiated_at is not None:
+        return "cancelled"
+    return "expired" if job.request_counts.expired else "ended"
+
+
+def _outcome(result: Any) -> Reply | ProviderError:
+    """One result line, read as the online path reads a response."""
+    from personagym.llm.providers.anthropic import parse_message
+
+    kind = getattr(result, "type", None)
+    if kind == "succeeded":
+        try:
+            return parse_message(getattr(result, "message", None))
+        except ProviderError as exc:
+            return exc
+    if kind == "errored":
+        error = getattr(getattr(result, "error", None), "error", None)
+        error_type, message = getattr(error, "type", None), getattr(error, "message", None)
+        return classify_status(_ERROR_STATUS.get(error_type, 500), f"{error_type}: {message or 'no message'}")
+    if kind in ("canceled", "expired"):
+        cause, why = _MISSING["cancelled" if kind == "canceled" else "expired"]
+        return ProviderError(cause, why)
+    return ProviderError(Cause.MALFORMED_RESPONSE, f"batch result of unknown type {kind!r}")

@@ -1,0 +1,177 @@
+"""OpenAI's Batch API: a JSONL file of chat completion requests, uploaded, run as a job, answered in
+an output file (successes) and an error file (failures).
+
+Items a cancellation or expiry stopped may be in neither file; `results()` still answers for them,
+from the list of custom_ids kept at submission or, for a job submitted by another process, read back
+from the job's input file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from personagym.llm.batch.base import BatchStatus, check_items, check_size
+from personagym.llm.providers.base import classify_status, error_message, sdk_errors
+from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.types import Cause, ProviderError, Reply, Request
+
+ENDPOINT = "/v1/chat/completions"
+MAX_BATCH_ITEMS = 50_000  # requests per job, and bytes per input file: OpenAI's limits
+MAX_BATCH_BYTES = 200 * 1024 * 1024
+
+_STATES = {
+    "validating": "running",
+    "in_progress": "running",
+    "finalizing": "running",
+    "cancelling": "running",
+    "completed": "ended",
+    "failed": "failed",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+# Why an item of a stopped job has no line in either file.
+_MISSING = {
+    "ended": (Cause.SERVER_ERROR, "missing from batch output"),
+    "expired": (Cause.TIMEOUT, "the batch expired before it ran (missing from batch output)"),
+    "cancelled": (Cause.SERVER_ERROR, "the batch was cancelled before it ran (missing from batch output)"),
+}
+# Line-level error codes, given when an item got no HTTP response at all.
+_LINE_ERRORS = {"batch_expired": Cause.TIMEOUT}
+
+
+class OpenAIBatchClient:
+    max_items = MAX_BATCH_ITEMS
+    max_bytes = MAX_BATCH_BYTES
+
+    def __init__(self, model: str, settings: ProviderSettings):
+        import openai
+
+        from personagym.llm.providers.openai import OFFICIAL_URL, OpenAIProvider, request_body
+
+        # The online provider owns the SDK client: the same key rules, base URL and transport.
+        self._provider = OpenAIProvider(model, settings)
+        self._client = self._provider.client
+        self._sdk = openai
+        self._body = request_body
+        self._where = public_url(settings.base_url) or OFFICIAL_URL
+        self._ids: dict[str, list[str]] = {}  # job id -> custom_ids, for the jobs submitted here
+
+    async def submit(self, items: list[tuple[str, Request]]) -> str:
+        check_items(items, self.max_items)
+        model, base_url = self._provider.model, self._provider.base_url
+        lines = [
+            json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": self._body(model, base_url, request)})
+            for cid, request in items
+        ]
+        data = ("\n".join(lines) + "\n").encode()
+        check_size(len(data), self.max_bytes)
+        try:
+            with sdk_errors(self._sdk, self._where):
+                upload = await self._client.files.create(file=("personagym-batch.jsonl", data), purpose="batch")
+        except ProviderError as exc:
+            if exc.cause is Cause.NOT_FOUND:  # e.g. a local OpenAI-compatible server without batches
+                raise ProviderError(Cause.NOT_FOUND, f"{self._where} has no batch API (file upload: {exc.detail})") from None
+            raise
+        with sdk_errors(self._sdk, self._where):
+            job = await self._client.batches.create(
+                input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
+            )
+        self._ids[job.id] = [cid for cid, _ in items]
+        return job.id
+
+    async def status(self, job_id: str) -> BatchStatus:
+        job = await self._retrieve(job_id)
+        counts = job.request_counts
+        known = len(self._ids.get(job_id, ()))
+        if counts is None:  # not counted yet while validating
+            return BatchStatus(_state(job), known, 0, 0)
+        return BatchStatus(_state(job), counts.total or known, counts.completed + counts.failed, counts.failed)
+
+    async def results(self, job_id: str) -> dict[str, Reply | ProviderError]:
+        job = await self._retrieve(job_id)
+        state = _state(job)
+        if state == "running":
+            raise ValueError(f"batch {job_id} is still running ({job.status}): wait until status() says otherwise")
+        ids = self._ids.get(job_id) or [cid for cid, _ in _lines(await self._content(job.input_file_id))]
+        if state == "failed":
+            failure = _job_failure(job)
+            return {cid: failure for cid in ids}
+        found: dict[str, Reply | ProviderError] = {}
+        for file_id in (job.output_file_id, job.error_file_id):
+            if file_id:
+                for cid, line in _lines(await self._content(file_id)):
+                    found[cid] = _outcome(line)
+        cause, why = _MISSING[state]
+        return {cid: found[cid] if cid in found else ProviderError(cause, why) for cid in ids}
+
+    async def cancel(self, job_id: str) -> None:
+        try:
+            with sdk_errors(self._sdk, self._where):
+                await self._client.batches.cancel(job_id)
+        except ProviderError:
+            # Refused, most likely because the job has already stopped: then there is nothing to do.
+            if (await self.status(job_id)).state == "running":
+                raise
+
+    async def aclose(self) -> None:
+        await self._provider.aclose()
+
+    async def _retrieve(self, job_id: str) -> Any:
+        with sdk_errors(self._sdk, self._where):
+            return await self._client.batches.retrieve(job_id)
+
+    async def _content(self, file_id: str) -> bytes:
+        with sdk_errors(self._sdk, self._where):
+            return (await self._client.files.content(file_id)).content
+
+
+def _state(job: Any) -> str:
+    state = _STATES.get(job.status)
+    if state is None:
+        raise ProviderError(Cause.MALFORMED_RESPONSE, f"batch {job.id} has an unknown status {job.status!r}")
+    return state
+
+
+def _lines(content: bytes) -> list[tuple[str, dict]]:
+    """(custom_id, line) for each readable line of a batch JSONL file; unreadable lines are skipped,
+    so their items count as missing rather than spoiling the whole file."""
+    lines = []
+    for raw in content.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+            lines.append((line["custom_id"], line))
+    return lines
+
+
+def _outcome(line: dict) -> Reply | ProviderError:
+    """One output or error file line, read as the online path reads a response."""
+    from personagym.llm.providers.openai import parse_completion
+
+    error = line.get("error")
+    if error:
+        code = str(error.get("code") or "") if isinstance(error, dict) else ""
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return ProviderError(_LINE_ERRORS.get(code, Cause.SERVER_ERROR), f"{code or 'error'}: {message}"[:300])
+    response = line.get("response")
+    if not isinstance(response, dict):
+        return ProviderError(Cause.MALFORMED_RESPONSE, "batch line has neither a response nor an error")
+    status, body = response.get("status_code"), response.get("body")
+    if status != 200:
+        return classify_status(status if isinstance(status, int) else 500, error_message(body, "no error message"))
+    try:
+        return parse_completion(body)
+    except ProviderError as exc:
+        return exc
+
+
+def _job_failure(job: Any) -> ProviderError:
+    """Why a failed job ran nothing: it failed validation (or hit the queued-token limit)."""
+    errors = (job.errors.data if job.errors else None) or []
+    codes = {e.code for e in errors}
+    detail = "; ".join(f"line {e.line}: {e.message}" if e.line else str(e.message) for e in errors[:3])
+    cause = Cause.RATE_LIMITED if "token_limit_exceeded" in codes else Cause.BAD_REQUEST
+    return ProviderError(cause, f"the batch failed: {detail or 'no reason given'}"[:300])
