@@ -28,12 +28,11 @@ import dataclasses
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-from personagym.testing.fake_server import RECORD_CAP, _check_request, _ResponderError
 
 if TYPE_CHECKING:
     from personagym.testing.fake_server import FakeServer
@@ -111,6 +110,9 @@ class FakeBatches:
 
     def __init__(self, server: "FakeServer"):
         self._server = server
+        # The server's own module, which is __main__ under `python -m personagym.testing.fake_server`:
+        # importing it by name would give a second copy, whose exception class the server never raises.
+        self._module = sys.modules[type(server).__module__]
         self._lock = threading.Lock()
         self._files: dict[str, _File] = {}
         self._jobs: dict[str, _Job] = {}
@@ -260,7 +262,7 @@ class FakeBatches:
                 if isinstance(body, dict):
                     server._bodies.append(body)
                     server._headers.append(headers)
-            overflow = len(server._bodies) - RECORD_CAP
+            overflow = len(server._bodies) - self._module.RECORD_CAP
             if overflow > 0:
                 del server._bodies[:overflow], server._headers[:overflow]
 
@@ -300,12 +302,12 @@ class FakeBatches:
                 return ("error", fault.status, "item failed (injected fault)")
         if not isinstance(body, dict):
             return ("error", 400, "request body is not a JSON object")
-        problem = _check_request(api, body)
+        problem = self._module._check_request(api, body)
         if problem:
             return ("error", 400, problem)
         try:
             reply = self._server._reply(api, body, truncated=fault is not None and fault.kind == "truncated")
-        except _ResponderError as exc:
+        except self._module._ResponderError as exc:
             return ("error", 500, str(exc))
         if fault is not None and fault.kind == "malformed":
             reply.pop("choices" if api == "openai" else "content", None)
