@@ -330,3 +330,61 @@ def test_a_browser_renders_the_report_and_the_payload_stays_text(built, tmp_path
         _browse(report, tmp_path / f"s-{name}", f"--screenshot={shot}", f"--window-size={size}")
         assert shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")
+
+
+# Drives the page's own controls as a user would and records what the page then shows.
+DRIVER = """<script>
+(function () {
+  var out = {};
+  function set(id, value) {
+    var el = document.getElementById(id);
+    if (el.type === "checkbox") el.checked = value; else el.value = value;
+    el.dispatchEvent(new Event("input", {bubbles: true}));
+  }
+  function reset() {
+    set("f-run", ""); set("f-task", ""); set("f-persona", ""); set("f-min", ""); set("f-max", "");
+    set("f-dis", ""); set("f-failed", false); set("f-sort", "order");
+  }
+  function seen(name) {
+    var cards = document.querySelectorAll("#q-list li.q");
+    out[name] = {count: document.getElementById("q-count").textContent, cards: cards.length,
+      scores: Array.prototype.map.call(cards, function (c) {
+        return c.querySelector(".q-score").getAttribute("data-value"); }),
+      failures: document.querySelectorAll("#q-list ul.failures").length};
+  }
+  set("f-failed", true); seen("failed");
+  reset(); set("f-run", "1"); set("f-task", String(JSON.parse(document.getElementById("pg-questions").textContent)
+    .tasks.indexOf("Toxicity Control"))); seen("run_task");
+  reset(); set("f-dis", "3"); seen("disagreement");
+  reset(); set("f-min", "4.5"); seen("min");
+  reset(); set("f-sort", "score-asc"); seen("ascending");
+  reset(); set("f-sort", "score-desc"); document.getElementById("q-next").click(); seen("descending_page2");
+  reset(); document.querySelectorAll("button.to-questions")[0].click(); seen("persona");
+  var pre = document.createElement("pre");
+  pre.id = "driver";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+
+def test_filters_sorting_and_paging_work_in_the_browser(built, tmp_path):
+    folder, _ = built
+    text = (folder / "report.html").read_text(encoding="utf-8")
+    page = tmp_path / "driven.html"
+    # The driver is a second script, which the policy would rightly refuse: this copy goes without it.
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text, count=1)
+    page.write_text(text.replace("</body>", DRIVER + "</body>"), encoding="utf-8")
+    dom = _browse(page, tmp_path / "profile", "--dump-dom")
+    found = re.search(r'<pre id="driver">(.*?)</pre>', dom, re.S)
+    assert found, "the driver did not run"
+    out = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert out["failed"] == {"count": "2 of 60 questions", "cards": 2, "scores": ["null", "null"], "failures": 2}
+    assert out["run_task"]["count"] == "6 of 60 questions"  # 2 personas x 3 questions, the failed ones too
+    # judge-a gives 4 and judge-b 1 on Toxicity Control: 3 apart, in every scored question of that task.
+    assert out["disagreement"]["count"] == "10 of 60 questions"
+    assert out["min"]["count"] == "24 of 60 questions" and set(out["min"]["scores"]) == {"4.5"}
+    assert out["ascending"]["scores"][:10] == ["2.5"] * 10
+    # Highest first, and the two unscored questions last: the end of page 2.
+    assert out["descending_page2"]["cards"] == 10 and out["descending_page2"]["scores"][-2:] == ["null", "null"]
+    assert out["persona"]["count"] == "15 of 60 questions"
