@@ -388,3 +388,55 @@ def test_filters_sorting_and_paging_work_in_the_browser(built, tmp_path):
     # Highest first, and the two unscored questions last: the end of page 2.
     assert out["descending_page2"]["cards"] == 10 and out["descending_page2"]["scores"][-2:] == ["null", "null"]
     assert out["persona"]["count"] == "15 of 60 questions"
+
+
+def test_the_docs_examples_run(built, tmp_path):
+    folder, _ = built
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "report.md").read_text(encoding="utf-8")
+    lines = [line for block in re.findall(r"```sh\n(.*?)```", docs, re.S) for line in block.splitlines()]
+    assert len(lines) == 2
+    names = {"mini-v1": "base", "mini-v2": "other", "other-machine.json": "other.json"}
+    for line in lines:
+        args = [names.get(arg, arg) for arg in line.split()[1:]]
+        _cli(folder, *args)
+        output = folder / args[args.index("-o") + 1]
+        assert Page(output.read_text(encoding="utf-8")).number("run0.persona_score") is not None
+
+
+def measure() -> None:
+    """The figures in docs/report.md: a two-run, 200-persona x 50-question report, built and opened."""
+    import copy
+    import tempfile
+    import time
+
+    a = synthetic_results("agent-a", personas=200, questions=10, seed=1)
+    b = copy.deepcopy(a)  # another agent on the same personas: same questions and examples, new answers
+    b["run"]["name"] = "agent-b"
+    rng = random.Random(2)
+    for q in b["questions"]:
+        q["answer"] = _words(rng, 90)
+        for v in q["verdicts"]:
+            v["score"], v["reasoning"] = rng.randint(1, 5), _words(rng, 40)
+        q["score"] = fmean(v["score"] for v in q["verdicts"])
+    export_bytes = sum(len((json.dumps(r, indent=2, ensure_ascii=False) + "\n").encode()) for r in (a, b))
+    start = time.perf_counter()
+    html = render_report([a, b])
+    built = time.perf_counter() - start
+    print(f"{len(a['questions']) + len(b['questions'])} questions: exports {export_bytes / 1e6:.1f} MB, "
+          f"report {len(html.encode()) / 1e6:.1f} MB, built in {built:.2f} s")
+    if shutil.which("chromium"):
+        # Without the policy, one more script may report how long the page took to show its questions.
+        timer = ('<script>var t = document.createElement("pre"); t.id = "ms"; '
+                 't.textContent = Math.round(performance.now()); document.body.appendChild(t);'
+                 'document.getElementById("pg-questions").remove();</script></body>')
+        page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html, count=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "timed.html"
+            path.write_text(page.replace("</body>", timer), encoding="utf-8")
+            dom = _browse(path, Path(tmp) / "profile", "--dump-dom")
+        shown = re.search(r'<pre id="ms">(\d+)', dom).group(1)
+        print(f"chromium showed the first page of questions after {shown} ms")
+
+
+if __name__ == "__main__":
+    measure()
