@@ -40,6 +40,7 @@ RUN_OPTIONS: list[Callable] = [
     click.option("--openai-base-url", metavar="URL[,URL]", help="Base URL(s) for openai: specs (vLLM, Ollama, ...); several share the load."),
     click.option("--anthropic-base-url", metavar="URL", help="Base URL for anthropic: specs."),
     click.option("--run", "run_name", metavar="NAME", help="Name of the run; the same name resumes it (default: derived from the settings)."),
+    click.option("--shard", metavar="K/N", help="Only shard K of N: personas K, K+N, K+2N... (default --db personagym.shard-K-of-N.db); join the shards with `personagym merge`."),
     db_option,
     click.option("--dry-run", is_flag=True, help="Print the planned calls and a token and cost estimate; call nothing."),
     click.option("--quiet", is_flag=True, help="No progress lines."),
@@ -102,12 +103,16 @@ def _options(ctx: click.Context, o: dict[str, Any]):
         timeout=o.get("timeout") or RetryPolicy.timeout,
     )
     fields["progress"] = not o.get("quiet")
+    if o.get("shard"):
+        fields["shard"] = str(o["shard"])
     return Options(**fields)
 
 
 def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, benchmark=None) -> None:
+    from personagym.cli.merge import shard_line
     from personagym.pipeline import execute, prepare
     from personagym.pipeline.plan import plan_lines
+    from personagym.store.merge import shard_db
     from personagym.summary import summary_lines
 
     if o.get("models"):
@@ -117,12 +122,13 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
         raise UserError("no agent to evaluate: pass --agent SPEC (e.g. --agent openai:gpt-4o-mini, or local)")
     options = _options(ctx, o)
     prepared = prepare(personas, o["agent"], options, benchmark, o.get("run_name"))
+    db = db_path(ctx, o.get("db") or (shard_db(*prepared.shard) if prepared.shard else None))
     if o.get("dry_run"):
-        for line in plan_lines(prepared, options.prices):
+        for line in ([shard_line(prepared, db)] if prepared.shard else []) + plan_lines(prepared, options.prices):
             click.echo(line)
         return
-    results = asyncio.run(execute(prepared, db_path(ctx, o.get("db")), options))
-    for line in summary_lines(results):
+    results = asyncio.run(execute(prepared, db, options))
+    for line in summary_lines(results) + ([shard_line(prepared, db)] if prepared.shard else []):
         click.echo(line)
     if results["failures"]["total"]:
         sys.exit(1)

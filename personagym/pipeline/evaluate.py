@@ -37,6 +37,7 @@ from personagym.pipeline.run import evaluate_all
 from personagym.progress import Progress
 from personagym.score import run_results
 from personagym.store import connect
+from personagym.store.merge import SHARD_KEY, add_personas_at, parse_shard, shard_positions, shard_suffix, shard_text
 from personagym.store.runs import RunStore
 
 
@@ -66,6 +67,7 @@ class Options:
     retry: RetryPolicy | None = None
     prices: PriceTable | None = None
     progress: bool = True
+    shard: str | tuple[int, int] | None = None  # "K/N": only personas K, K+N, K+2N... (docs/sharding.md)
 
 
 # Options that pass into the run's config unchanged.
@@ -88,6 +90,8 @@ class Prepared:
     gateway: Gateway
     agent: Agent
     name: str
+    shard: tuple[int, int] | None = None
+    positions: list[int] | None = None  # a shard's personas' places in the whole list (0-based)
 
 
 def prepare(
@@ -98,6 +102,7 @@ def prepare(
     run: str | None = None,
 ) -> Prepared:
     """Check every input and build the models (a bad spec or missing key fails here, before any I/O)."""
+    shard = parse_shard(options.shard) if options.shard is not None else None
     tasks = parse_tasks(options.tasks if isinstance(options.tasks, str) or options.tasks is None else ",".join(options.tasks))
     if benchmark is not None:
         texts = list(benchmark.personas)
@@ -119,7 +124,7 @@ def prepare(
         tasks=tasks,
         judges=tuple(options.judges),
         benchmark=benchmark.name if benchmark is not None else None,
-        extra={"catalog": catalog_id},
+        extra={"catalog": catalog_id, **({SHARD_KEY: shard_text(*shard)} if shard else {})},
         **{name: getattr(options, name) for name in _SHARED_FIELDS},
     )
     try:
@@ -137,13 +142,32 @@ def prepare(
         )
     else:
         runner = CallableAgent(agent, agent_name)
-    name = run or default_run_name(config, texts)
-    return Prepared(config, texts, fixed, catalog, catalog_id, gateway, runner, name)
+    name = run or default_run_name(config, texts)  # of the whole list, also for a shard
+    positions = None
+    if shard is not None:
+        positions = shard_positions(len(texts), *shard)
+        if not positions:
+            raise UserError(
+                f"--shard {shard_text(*shard)} selects no persona: there are only {len(texts)}; "
+                f"split them into at most {len(texts)} shards"
+            )
+        texts = [texts[i] for i in positions]
+        fixed = {p: fixed[p] for p in texts} if fixed is not None else None
+    return Prepared(config, texts, fixed, catalog, catalog_id, gateway, runner, name, shard, positions)
 
 
 def default_run_name(config: RunConfig, personas: Sequence[str]) -> str:
     """Deterministic, so the same command run twice resumes instead of starting over."""
-    return f"{config.agent.split('/')[-1]}-{_digest([config.stored(), list(personas)])}"
+    return run_name_for(config.stored(), personas)
+
+
+def run_name_for(stored: dict[str, Any], personas: Sequence[str]) -> str:
+    """The default name of a run with this stored config on these personas (the whole list, for a
+    shard): a shard's is the whole run's plus -shard-K-of-N, so a merge can name the merged run as
+    the unsharded command would and that command resumes it."""
+    whole = {k: v for k, v in stored.items() if k != SHARD_KEY}
+    name = f"{stored['agent'].split('/')[-1]}-{_digest([whole, list(personas)])}"
+    return name + shard_suffix(*parse_shard(stored[SHARD_KEY])) if SHARD_KEY in stored else name
 
 
 def _digest(value: Any) -> str:
@@ -159,7 +183,10 @@ async def execute(prepared: Prepared, db: str | Path, options: Options) -> dict[
     gateway.cache = Cache(conn)
     gateway.on_call = lambda call: store.save_call(run_id, call)
     personas = [Persona(store.persona_id(text), text) for text in prepared.personas]
-    store.add_run_personas(run_id, [p.id for p in personas])
+    if prepared.positions is None:
+        store.add_run_personas(run_id, [p.id for p in personas])
+    else:  # a shard keeps each persona's place in the whole list, so a merge restores its order
+        add_personas_at(store, run_id, [p.id for p in personas], prepared.positions)
     progress = Progress(_totals(prepared, len(personas)), usage=gateway.usage, quiet=not options.progress)
     ctx = Context(gateway, store, run_id, prepared.config, prepared.catalog, prepared.catalog_id, prepared.agent, progress)
     try:
