@@ -16,6 +16,7 @@ from statistics import fmean
 from typing import Any, Iterable
 
 from personagym.errors import UserError
+from personagym.method import get_task
 
 REQUIRED = ("persona", "task", "score")
 
@@ -73,8 +74,6 @@ class _Index:
 
     def match(self, row: dict[str, str], per_question: bool) -> tuple[tuple | None, float | None, str | None]:
         """(item key, the run's score for it, None) or (None, None, why nothing matched)."""
-        from personagym.method import get_task
-
         persona = _norm(row["persona"])
         if persona not in self.personas:
             return None, None, f"unknown persona {_clip(persona)!r}"
@@ -88,7 +87,7 @@ class _Index:
             return (persona, task), self.personas[persona]["tasks"].get(task), None
         index, text = row.get("index", "").strip(), _norm(row.get("question", ""))
         if index:
-            question = self.by_index.get((persona, task, int(index))) if index.isdigit() else None
+            question = self.by_index.get((persona, task, _whole(index)))
             if question is None:
                 return None, None, f"unknown question: no {task} question {index!r} for this persona"
         elif text:
@@ -98,6 +97,15 @@ class _Index:
         else:
             return None, None, "no index or question given"
         return (persona, task, question["index"]), question["score"], None
+
+
+def _whole(text: str) -> int | None:
+    """An index as typed, or as a spreadsheet saves it ("3.0"); None if it is not a whole number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
 
 
 def _clip(text: str, width: int = 50) -> str:

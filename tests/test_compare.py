@@ -208,6 +208,12 @@ def test_alignment_per_persona_task_and_by_question_text(tmp_path):
     report = json.loads(run_cli(tmp_path, "alignment", "run.json", "--human", "text.csv", "--json").stdout)
     assert report["items"] == 1 and report["unmatched"] == []
 
+    # Spreadsheets save whole numbers as "2.0"; a fractional index matches nothing.
+    saved = ["persona,task,index,score", f'"{q["persona"]}",{q["task"]},2.0,4', f'"{q["persona"]}",{q["task"]},2.5,4']
+    (tmp_path / "saved.csv").write_text("\n".join(saved) + "\n", encoding="utf-8")
+    report = json.loads(run_cli(tmp_path, "alignment", "run.json", "--human", "saved.csv", "--json").stdout)
+    assert report["items"] == 1 and [u["row"] for u in report["unmatched"]] == [3]
+
 
 def test_alignment_bad_input(tmp_path):
     write(tmp_path, "run.json", small_run())
