@@ -212,3 +212,35 @@ def test_bad_merges_are_refused_and_leave_the_output_untouched(scripted, tmp_pat
     # The same shards, correctly given: the merged run keeps the name they were run under.
     ok(scripted, tmp_path, "merge", "new.db", one, two, three, "--run", "b")
     assert only_run(tmp_path / "new.db") == "b"
+
+
+async def test_a_column_added_by_a_later_migration_is_merged_too(scripted, tmp_path, monkeypatch):
+    from personagym.llm import ProviderSettings
+    from personagym.pipeline import evaluate
+    from personagym.pipeline.evaluate import run_name_for
+    from personagym.store import db as store_db
+    from personagym.store.merge import read_shards, write_merged
+
+    settings = {"openai": ProviderSettings(base_url=scripted.base_url, api_key="k")}
+    for k in (1, 2):
+        await evaluate(
+            PERSONAS[:2], agent="openai:agent-x", shard=f"{k}/2", db=tmp_path / f"s{k}.db", settings=settings,
+            judges=["openai:judge-a"], generator="openai:gen", example_model="openai:ex", tasks="expected_action",
+            questions_per_task=1, progress=False,
+        )
+    # A future schema: calls gain a column. The shards migrate when opened, and the rows they then
+    # hold with it reach the merged database without merge knowing the column.
+    number = store_db.SCHEMA_VERSION + 1
+    later = (number, "a later column", "ALTER TABLE calls ADD COLUMN note TEXT")
+    monkeypatch.setattr(store_db, "MIGRATIONS", [*store_db.MIGRATIONS, later])
+    monkeypatch.setattr(store_db, "SCHEMA_VERSION", number)
+    shards = [tmp_path / "s1.db", tmp_path / "s2.db"]
+    whole = read_shards(shards, tmp_path / "out.db", None, run_name_for)
+    for shard in whole.shards:
+        shard.conn.execute("UPDATE calls SET note = ?", (f"from shard {shard.k}",))
+    write_merged(tmp_path / "out.db", whole)
+    whole.close()
+    with sqlite3.connect(tmp_path / "out.db") as out:
+        notes = sorted({row[0] for row in out.execute("SELECT note FROM calls")})
+        assert out.execute("PRAGMA user_version").fetchone()[0] == number
+    assert notes == ["from shard 1", "from shard 2"]
