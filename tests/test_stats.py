@@ -249,7 +249,7 @@ def test_compare_is_fast_on_a_benchmark_sized_run():
     b = make_results("b", random_verdicts(rng, personas=200, per_task=10, missing=0.02))
     start = time.perf_counter()
     c = stats.compare(a, b)
-    assert time.perf_counter() - start < 10  # about 0.6 s on 2 cores
+    assert time.perf_counter() - start < 10  # 0.2-0.7 s measured on 2 shared cores
     assert c.personas == 200 and c.questions > 9000
 
 
