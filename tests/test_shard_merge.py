@@ -244,3 +244,13 @@ async def test_a_column_added_by_a_later_migration_is_merged_too(scripted, tmp_p
         notes = sorted({row[0] for row in out.execute("SELECT note FROM calls")})
         assert out.execute("PRAGMA user_version").fetchone()[0] == number
     assert notes == ["from shard 1", "from shard 2"]
+
+
+def test_a_merge_is_only_as_finished_as_its_least_finished_shard(scripted, tmp_path, shared_benchmark):
+    for k in (1, 2):
+        ok(scripted, tmp_path, *bench_args(shared_benchmark, "--shard", f"{k}/2", "--limit", "2"))
+    with sqlite3.connect(tmp_path / "personagym.shard-2-of-2.db") as conn:
+        conn.execute("UPDATE runs SET status = 'interrupted'")  # as Ctrl-C leaves it
+    result = ok(scripted, tmp_path, "merge", "out.db", "personagym.shard-1-of-2.db", "personagym.shard-2-of-2.db")
+    assert "note: shard 2/2 (personagym.shard-2-of-2.db) is interrupted" in result.stderr
+    assert export(scripted, tmp_path, tmp_path / "out.db")["run"]["status"] == "interrupted"
