@@ -100,7 +100,6 @@ def test_resuming_with_a_conflicting_config_names_the_field(tmp_path, server):
     server_env = {"OPENAI_BASE_URL": server.base_url}
     first = run(tmp_path, *BASE, "--persona", "x", "--run", "r", "--questions-per-task", "1", "--quiet", env=server_env)
     assert first.returncode in (0, 1), first.stderr
-    before = (tmp_path / "personagym.db").read_bytes()
     again = run(tmp_path, *BASE, "--persona", "x", "--run", "r", "--questions-per-task", "2", env=server_env)
     assert_bad_input(again, tmp_path, "run 'r'", "questions_per_task", "--run", db_expected=True)
 

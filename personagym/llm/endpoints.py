@@ -33,6 +33,7 @@ from personagym.llm.types import Cause
 _SERVER_FAULTS = {Cause.CONNECTION, Cause.SERVER_ERROR, Cause.TIMEOUT, Cause.MALFORMED_RESPONSE}
 COOL_DOWN_FIRST = 5.0
 COOL_DOWN_MAX = 120.0
+SLOW_START = 16  # calls in flight at a server before it has answered any
 FAULTS_TO_TAKE_OUT = 2  # one refused connection, or two other faults in a row
 
 
@@ -41,7 +42,7 @@ class Server:
     """One base URL. Its limit is unknown (unbounded) until it refuses a call."""
 
     url: str
-    limit: AdaptiveLimit = field(default_factory=lambda: AdaptiveLimit(sys.maxsize))
+    limit: AdaptiveLimit = field(default_factory=lambda: AdaptiveLimit(sys.maxsize, start=SLOW_START))
     in_flight: int = 0
     faults: int = 0  # consecutive
     out_until: float = 0.0
@@ -188,7 +189,7 @@ class Dispatcher:
 
     def stats(self) -> list[dict[str, Any]]:
         return [
-            {"url": s.url, "limit": None if s.limit.limit == sys.maxsize else s.limit.limit,
+            {"url": s.url, "limit": s.limit.limit if s.limit.refusals else None,
              "refusals": s.limit.refusals, "taken_out": s.taken_out}
             for s in self.servers.values()
         ]

@@ -55,9 +55,12 @@ class AdaptiveLimit:
     PROBE_FIRST = 32  # successes before the first probe above a learned limit
     PROBE_MAX = 4096
 
-    def __init__(self, ceiling: int):
+    def __init__(self, ceiling: int, start: int | None = None):
         self.ceiling = ceiling
-        self.limit = ceiling
+        # With a start below the ceiling the limit first grows by one per success (doubling every
+        # round trip, like TCP's slow start) until the first refusal: a server with an unknown
+        # limit is not hit with thousands of calls at once, which it would refuse all together.
+        self.limit = min(start or ceiling, ceiling)
         self.refusals = 0  # 429s that lowered the limit
         self._probe_every = self.PROBE_FIRST
         self._successes = 0
@@ -66,6 +69,9 @@ class AdaptiveLimit:
         """Count a success; True if the limit rose (so waiting callers may go)."""
         if self.limit >= self.ceiling:
             return False
+        if not self.refusals:  # still starting: no limit seen yet
+            self.limit += 1
+            return True
         self._successes += 1
         if self._successes < self._probe_every:
             return False
