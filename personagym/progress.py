@@ -45,6 +45,13 @@ class Progress:
         self.personas += 1
         self._maybe_show()
 
+    def note(self, message: str) -> None:
+        """A line of its own (e.g. a batch job's news), above the progress line."""
+        if self.quiet:
+            return
+        self.stream.write(("\r\x1b[K" if self.tty else "") + message + "\n")
+        self.stream.flush()
+
     def fraction(self) -> float:
         total = sum(self.totals.values())
         return min(1.0, (sum(self.done_.values()) + sum(self.failed_.values())) / total) if total else 1.0

@@ -152,9 +152,10 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
 def run_usage(store: RunStore, run_id: int, prices: PriceTable | None = None) -> Usage:
     """The run's bill, rebuilt from its stored calls (so it survives restarts and spans resumes)."""
     usage = Usage(prices)
-    for model, role, ok, cached, attempts, pt, ct, cause in store.conn.execute(
-        "SELECT model, role, ok, cached, attempts, prompt_tokens, completion_tokens, cause FROM calls WHERE run_id = ?",
+    for model, role, ok, cached, attempts, pt, ct, cause, batch in store.conn.execute(
+        "SELECT model, role, ok, cached, attempts, prompt_tokens, completion_tokens, cause, batch FROM calls "
+        "WHERE run_id = ?",
         (run_id,),
     ):
-        usage.record(CallRecord(model, role, bool(ok), bool(cached), attempts, pt, ct, cause))
+        usage.record(CallRecord(model, role, bool(ok), bool(cached), attempts, pt, ct, cause, bool(batch)))
     return usage

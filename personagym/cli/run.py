@@ -34,6 +34,8 @@ RUN_OPTIONS: list[Callable] = [
     click.option("--concurrency", type=int, metavar="N", help="Calls in flight per model (default 16)."),
     click.option("--rpm", type=float, metavar="N", help="Requests per minute per model (default unlimited)."),
     click.option("--tpm", type=float, metavar="N", help="Tokens per minute per model (default unlimited)."),
+    click.option("--batch", is_flag=True, help="Send calls as provider batch jobs (OpenAI Batch, Anthropic Message Batches): half price, may take hours; resumable."),
+    click.option("--batch-poll", type=float, metavar="SECONDS", help="First look at a running batch job after this long (default 5; then up to a minute apart)."),
     click.option("--max-attempts", type=int, metavar="N", help="Attempts per call before it counts as failed (default 6)."),
     click.option("--timeout", type=float, metavar="SECONDS", help="Longest wait for one attempt (default 120)."),
     click.option("--prices", metavar="FILE", help="TOML price table adding to or overriding the built-in one."),
@@ -103,6 +105,12 @@ def _options(ctx: click.Context, o: dict[str, Any]):
         timeout=o.get("timeout") or RetryPolicy.timeout,
     )
     fields["progress"] = not o.get("quiet")
+    if o.get("batch"):
+        fields["batch"] = True
+    if o.get("batch_poll") is not None:
+        if o["batch_poll"] <= 0:
+            raise UserError("--batch-poll must be a positive number of seconds")
+        fields["batch_poll"] = o["batch_poll"]
     if o.get("shard"):
         fields["shard"] = str(o["shard"])
     return Options(**fields)

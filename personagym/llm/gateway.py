@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable
 
 import pydantic
 
+from personagym.llm.batch.runner import Batcher
 from personagym.llm.cache import Cache, cache_key
 from personagym.llm.endpoints import Dispatcher, ModelGate
 from personagym.llm.limits import Limits
@@ -69,10 +70,12 @@ class _Bill:
     attempts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    batch: bool = False
 
     def record(self, model: str, role: str, cause: str | None = None) -> CallRecord:
         return CallRecord(
-            model, role, cause is None, False, self.attempts, self.prompt_tokens, self.completion_tokens, cause
+            model, role, cause is None, False, self.attempts, self.prompt_tokens, self.completion_tokens, cause,
+            self.batch,
         )
 
 
@@ -137,6 +140,7 @@ class Gateway:
         usage: Usage | None = None,
         settings: dict[str, ProviderSettings] | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
+        batch: Batcher | None = None,
     ):
         self.cache = cache
         self.limits = limits or Limits()
@@ -145,6 +149,7 @@ class Gateway:
         self.usage = usage or Usage()
         self.settings = settings or {}
         self.on_call = on_call  # e.g. the run store, which keeps every call's bill
+        self.batch = batch  # when set, every call goes through provider batch jobs (personagym.llm.batch)
         self._models: dict[tuple[str, str | None], BoundModel] = {}
         self.dispatcher = Dispatcher()  # servers and their learned limits, shared by every model
 
@@ -164,6 +169,11 @@ class Gateway:
             limits = self.model_limits.get(str(parsed), self.limits)
             gate = self.dispatcher.gate(str(parsed), [(_server_of(parsed, p), p) for p in providers], limits)
             bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, gate)
+            if self.batch is not None:
+                from personagym.llm.batch import make_batch_client
+
+                # A batch job goes to one server: the first of a pool.
+                self.batch.add_model(bound.name, make_batch_client(parsed, dataclasses.replace(settings, base_url=urls[0])))
         return bound
 
     async def complete(self, spec: str | ModelSpec | BoundModel, request: Request) -> Completion:
@@ -213,21 +223,15 @@ class Gateway:
         asked = request
         for attempt in range(1, policy.max_attempts + 1):
             bill.attempts = attempt
-            slot = await self.dispatcher.acquire(model.gate, estimate)
-            outcome: Cause | None = None
             try:
-                reply = await _within(policy.timeout, slot.endpoint.provider.generate(asked))
-            except asyncio.TimeoutError:
-                error = ProviderError(Cause.TIMEOUT, f"no reply within {policy.timeout:g} s")
-                outcome = error.cause
+                if self.batch is not None:
+                    bill.batch = True
+                    reply = await self.batch.generate(model.name, cache_key(model.identity, asked), asked)
+                else:
+                    reply = await self._online(model, asked, estimate)
             except ProviderError as exc:
                 error = exc
-                outcome = error.cause
-            except BaseException:
-                self.dispatcher.abandon(slot)  # cancelled: the endpoint did nothing wrong
-                raise
-            self.dispatcher.done(slot, outcome)
-            if outcome is None:
+            else:
                 bill.prompt_tokens += reply.prompt_tokens
                 bill.completion_tokens += reply.completion_tokens
                 try:
@@ -241,12 +245,30 @@ class Gateway:
             if not error.cause.retriable or attempt == policy.max_attempts:
                 break
             delay = policy.delay(attempt, error)
-            if time.monotonic() - started + delay > policy.max_total_seconds:
+            # A batch job may take hours: only online calls are bounded in total time.
+            if self.batch is None and time.monotonic() - started + delay > policy.max_total_seconds:
                 break
             log.debug("%s attempt %d failed (%s); retrying in %.2f s", model.name, attempt, error, delay)
             if delay:
                 await asyncio.sleep(delay)
         raise CallFailed(CallFailure(model.name, error.cause, error.detail, bill.attempts, request.role))
+
+    async def _online(self, model: BoundModel, request: Request, estimated_tokens: int) -> Reply:
+        slot = await self.dispatcher.acquire(model.gate, estimated_tokens)
+        timeout = self.retry.timeout
+        try:
+            reply = await _within(timeout, slot.endpoint.provider.generate(request))
+        except asyncio.TimeoutError:
+            self.dispatcher.done(slot, Cause.TIMEOUT)
+            raise ProviderError(Cause.TIMEOUT, f"no reply within {timeout:g} s") from None
+        except ProviderError as exc:
+            self.dispatcher.done(slot, exc.cause)
+            raise
+        except BaseException:
+            self.dispatcher.abandon(slot)  # cancelled: the endpoint did nothing wrong
+            raise
+        self.dispatcher.done(slot, None)
+        return reply
 
     @staticmethod
     def _accept(reply: Reply, request: Request) -> Any:
@@ -266,6 +288,8 @@ class Gateway:
             ) from None
 
     async def aclose(self) -> None:
+        if self.batch is not None:
+            await self.batch.aclose()
         for model in {id(m): m for m in self._models.values()}.values():
             for endpoint in model.gate.endpoints:
                 await endpoint.provider.aclose()

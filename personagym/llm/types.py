@@ -112,6 +112,7 @@ class CallRecord:
     prompt_tokens: int = 0  # paid over every attempt, rejected replies included
     completion_tokens: int = 0
     cause: str | None = None  # why it failed, when it did
+    batch: bool = False  # answered through a provider batch job (half price)
 
 
 class CallFailed(PersonaGymError):

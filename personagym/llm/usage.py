@@ -19,6 +19,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+BATCH_DISCOUNT = 0.5  # the share of the online price a batch call costs
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
@@ -51,11 +52,13 @@ class PriceTable:
         family = _SNAPSHOT.sub("", spec)
         return self.prices.get(family)
 
-    def cost(self, spec: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    def cost(self, spec: str, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float | None:
         price = self.lookup(spec)
         if price is None:
             return None
-        return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000
+        # OpenAI's Batch and Anthropic's Message Batches both charge half; an entry may say otherwise.
+        factor = price.get("batch", BATCH_DISCOUNT) if batch else 1.0
+        return factor * (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Usage:
         row.prompt_tokens += call.prompt_tokens
         row.completion_tokens += call.completion_tokens
         if row.cost is not None and call.attempts:
-            cost = self.prices.cost(call.model, call.prompt_tokens, call.completion_tokens)
+            cost = self.prices.cost(call.model, call.prompt_tokens, call.completion_tokens, batch=call.batch)
             row.cost = None if cost is None else row.cost + cost
         if call.ok:
             row.calls += 1

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from personagym.benchmark import Benchmark
 from personagym.errors import UserError
 from personagym.llm import Gateway, Limits, ProviderSettings, RetryPolicy, Sampling
+from personagym.llm.batch.runner import Batcher, BatchSettings, JobStore
 from personagym.llm.cache import Cache
 from personagym.llm.usage import PriceTable, Usage
 from personagym.method import CATALOG_VERSION, Environment, load_catalog, parse_tasks, prompts
@@ -67,6 +68,8 @@ class Options:
     retry: RetryPolicy | None = None
     prices: PriceTable | None = None
     progress: bool = True
+    batch: bool = False  # every call through the providers' batch APIs: half price, slower
+    batch_poll: float = 5.0  # seconds before the first look at a batch job (then up to a minute apart)
     shard: str | tuple[int, int] | None = None  # "K/N": only personas K, K+N, K+2N... (docs/sharding.md)
 
 
@@ -131,8 +134,12 @@ def prepare(
         limits = Limits(options.concurrency, options.rpm, options.tpm)
     except ValueError:
         raise UserError("--concurrency must be at least 1") from None
+    batch = None
+    if options.batch:
+        poll = options.batch_poll
+        batch = Batcher(BatchSettings(quiet=min(2.0, poll), poll_first=poll, poll_max=max(60.0, poll)))
     gateway = Gateway(
-        limits=limits, retry=options.retry, usage=Usage(options.prices), settings=options.settings
+        limits=limits, retry=options.retry, usage=Usage(options.prices), settings=options.settings, batch=batch
     )
     for spec in {*config.judges, config.example_model, *([] if benchmark else [config.generator])}:
         gateway.model(spec)
@@ -182,16 +189,22 @@ async def execute(prepared: Prepared, db: str | Path, options: Options) -> dict[
     run_id = store.open_run(prepared.name, prepared.config.stored())
     gateway.cache = Cache(conn)
     gateway.on_call = lambda call: store.save_call(run_id, call)
+    if gateway.batch is not None:
+        gateway.batch.jobs = JobStore(conn)  # job ids outlive the process: a restart polls them again
     personas = [Persona(store.persona_id(text), text) for text in prepared.personas]
     if prepared.positions is None:
         store.add_run_personas(run_id, [p.id for p in personas])
     else:  # a shard keeps each persona's place in the whole list, so a merge restores its order
         add_personas_at(store, run_id, [p.id for p in personas], prepared.positions)
     progress = Progress(_totals(prepared, len(personas)), usage=gateway.usage, quiet=not options.progress)
+    if gateway.batch is not None:
+        gateway.batch.on_event = progress.note
     ctx = Context(gateway, store, run_id, prepared.config, prepared.catalog, prepared.catalog_id, prepared.agent, progress)
     try:
         async with gateway:
-            await evaluate_all(ctx, personas, prepared.fixed, in_flight=max(4, options.concurrency))
+            # A batch job should carry a stage for every persona, so in batch mode all go at once.
+            in_flight = len(personas) if gateway.batch is not None else max(4, options.concurrency)
+            await evaluate_all(ctx, personas, prepared.fixed, in_flight=max(1, in_flight))
     except BaseException:
         store.set_status(run_id, "interrupted")
         raise

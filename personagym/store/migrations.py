@@ -112,4 +112,26 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX calls_run ON calls (run_id);
         """,
     ),
+    (
+        3,
+        "batch jobs",
+        """
+        -- Provider batch jobs (--batch), written as soon as submitted so a restart polls them again
+        -- instead of paying twice. custom_ids are the items' cache keys; closed once every answer
+        -- has been handed to its call.
+        CREATE TABLE batch_jobs (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            job_id TEXT NOT NULL UNIQUE,
+            custom_ids TEXT NOT NULL,      -- JSON list
+            state TEXT NOT NULL,           -- running, ended, failed, expired, cancelled, lost, collected
+            closed INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX batch_jobs_open ON batch_jobs (model, closed);
+        -- Calls answered through a batch job are billed at the batch price.
+        ALTER TABLE calls ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -165,7 +165,7 @@ class RunStore:
     def save_call(self, run_id: int, call: CallRecord) -> None:
         self.conn.execute(
             "INSERT INTO calls (run_id, model, role, ok, cached, attempts, prompt_tokens, completion_tokens, cause, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 call.model,
@@ -177,6 +177,7 @@ class RunStore:
                 call.completion_tokens,
                 call.cause,
                 time.time(),
+                call.batch,
             ),
         )
 
