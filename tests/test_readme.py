@@ -67,3 +67,14 @@ def test_the_dry_run_example_works(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_every_subcommand_the_readme_shows_exists():
+    groups = {"benchmark", "models", "cache"}  # their second word may be a subcommand
+    names = set()
+    for first, second in re.findall(r"^\s*personagym ([a-z]+)(?: ([a-z]+))?", "\n".join(BLOCKS), re.MULTILINE):
+        names.add(f"{first} {second}" if first in groups and second else first)
+    assert {"run", "benchmark", "report", "compare", "alignment"} <= names
+    for name in sorted(names):
+        result = personagym(f"personagym {name} --help", timeout=60)
+        assert result.returncode == 0, (name, result.stderr)
