@@ -152,3 +152,17 @@ def test_a_batch_run_killed_while_its_jobs_run_resumes_without_paying_twice(scri
     assert "resumed" in result.stderr
     assert scripted.stats.batch_items == items  # every item submitted exactly once over both processes
     assert chat_requests(scripted) == 0
+
+
+async def test_a_job_the_provider_no_longer_knows_is_sent_again(server, db_path):
+    from personagym.llm.cache import cache_key
+
+    async with make(server, db_path) as gw:
+        key = cache_key(gw.model("openai:m").identity, ask(1))
+    JobStore(connect(db_path)).add("openai:m", "batch_vanished", [key])
+    events: list[str] = []
+    async with make(server, db_path, events=events) as gw:
+        done = await gw.complete("openai:m", ask(1))
+    assert done.attempts == 2 and server.stats.batch_jobs == 1
+    assert any("resumed" in e for e in events)
+    assert JobStore(connect(db_path)).open_jobs("openai:m") == []

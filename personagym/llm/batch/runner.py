@@ -27,6 +27,7 @@ from personagym.llm.batch.base import BatchClient
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 log = logging.getLogger("personagym.llm.batch")
+MAX_POLL_TROUBLES = 20  # failed polls in a row (a quarter of an hour or so) before a job's calls fail
 
 
 @dataclass(frozen=True)
@@ -192,11 +193,13 @@ class Batcher:
     async def _poll(self, lane: _Lane, job_id: str, ids: list[str]) -> None:
         delay = self.settings.poll_first
         shown = -1
+        troubles = 0  # polls in a row that failed
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.settings.poll_max)
             try:
                 status = await lane.client.status(job_id)
+                troubles = 0
                 if status.state == "running":
                     if status.done != shown:
                         shown = status.done
@@ -204,18 +207,23 @@ class Batcher:
                     continue
                 results = await lane.client.results(job_id)
             except ProviderError as exc:
-                if exc.cause.retriable:
+                troubles += 1
+                if exc.cause.retriable and troubles < MAX_POLL_TROUBLES:
                     log.debug("batch %s: polling failed (%s); trying again", job_id, exc)
                     continue
-                results, status = {}, None  # e.g. the job is gone: every item fails with this cause
-                missing = exc
+                # The job is gone, or the provider has failed us for a long while: every item fails
+                # with this cause, and the gateway's retry policy decides (a retry goes into a new job).
+                results, status = {}, None
+                missing = exc if exc.cause is Cause.AUTH else ProviderError(
+                    Cause.SERVER_ERROR, f"batch {job_id} could not be read ({exc.detail}); its calls are sent again"
+                )
             else:
                 missing = ProviderError(Cause.SERVER_ERROR, f"missing from the output of batch {job_id}")
             break
         state = status.state if status is not None else "lost"
         failed = sum(isinstance(results.get(cid), ProviderError) or cid not in results for cid in ids)
         self.on_event(f"batch {job_id}: {state}, {len(ids) - failed} answered, {failed} failed")
-        if self.jobs is not None:
+        if self.jobs is not None and status is not None:
             self.jobs.set_state(job_id, state)
         lane.unhanded[job_id] = set(ids)
         for cid in ids:
