@@ -166,3 +166,15 @@ async def test_a_job_the_provider_no_longer_knows_is_sent_again(server, db_path)
     assert done.attempts == 2 and server.stats.batch_jobs == 1
     assert any("resumed" in e for e in events)
     assert JobStore(connect(db_path)).open_jobs("openai:m") == []
+
+
+async def test_an_agent_at_its_own_endpoint_stays_online_while_the_rest_go_in_batches(server, db_path):
+    server.responder = lambda api, body: "fine"
+    async with make(server, db_path) as gw:
+        own = gw.model("openai:my-bot", base_url=server.base_url)
+        online = await gw.complete(own, ask(1))
+        batched = await gw.complete("openai:judge", ask(2))
+        records = gw.usage.by_model()
+    assert online.text == batched.text == "fine"
+    assert chat_requests(server) == 1 and server.stats.batch_items == 1
+    assert records["openai:my-bot"].calls == records["openai:judge"].calls == 1

@@ -169,7 +169,7 @@ class Gateway:
             limits = self.model_limits.get(str(parsed), self.limits)
             gate = self.dispatcher.gate(str(parsed), [(_server_of(parsed, p), p) for p in providers], limits)
             bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, gate)
-            if self.batch is not None:
+            if self.batch is not None and base_url is None:  # a user's own endpoint is always called online
                 from personagym.llm.batch import make_batch_client
 
                 # A batch job goes to one server: the first of a pool.
@@ -224,7 +224,7 @@ class Gateway:
         for attempt in range(1, policy.max_attempts + 1):
             bill.attempts = attempt
             try:
-                if self.batch is not None:
+                if self.batch is not None and self.batch.serves(model.name):
                     bill.batch = True
                     reply = await self.batch.generate(model.name, cache_key(model.identity, asked), asked)
                 else:
@@ -246,7 +246,7 @@ class Gateway:
                 break
             delay = policy.delay(attempt, error)
             # A batch job may take hours: only online calls are bounded in total time.
-            if self.batch is None and time.monotonic() - started + delay > policy.max_total_seconds:
+            if not bill.batch and time.monotonic() - started + delay > policy.max_total_seconds:
                 break
             log.debug("%s attempt %d failed (%s); retrying in %.2f s", model.name, attempt, error, delay)
             if delay:

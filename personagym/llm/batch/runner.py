@@ -99,6 +99,9 @@ class Batcher:
         if model not in self._lanes:
             self._lanes[model] = _Lane(model, client)
 
+    def serves(self, model: str) -> bool:
+        return model in self._lanes
+
     async def generate(self, model: str, custom_id: str, request: Request) -> Reply:
         """The reply to one call, by way of a batch job. Raises ProviderError as an online call would."""
         lane = self._lanes[model]
