@@ -14,9 +14,9 @@ import json
 import re
 from typing import Any
 
-from personagym.llm.batch.base import BatchStatus, check_items, check_size
-from personagym.llm.providers.base import classify_status, sdk_errors
-from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.batch.base import BatchStatus, SdkBatchClient, check_items, check_size, every_item
+from personagym.llm.providers.base import classify_status
+from personagym.llm.spec import ProviderSettings
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 MAX_BATCH_ITEMS = 100_000  # requests per job, and bytes per create request: Anthropic's limits
@@ -44,7 +44,7 @@ _MISSING = {
 }
 
 
-class AnthropicBatchClient:
+class AnthropicBatchClient(SdkBatchClient):
     max_items = MAX_BATCH_ITEMS
     max_bytes = MAX_BATCH_BYTES
 
@@ -53,19 +53,14 @@ class AnthropicBatchClient:
 
         from personagym.llm.providers.anthropic import OFFICIAL_URL, AnthropicProvider, request_body
 
-        # The online provider owns the SDK client: the same key rules, base URL and transport.
-        self._provider = AnthropicProvider(model, settings)
-        self._client = self._provider.client
-        self._sdk = anthropic
+        super().__init__(AnthropicProvider(model, settings), anthropic, OFFICIAL_URL, settings)
         self._body = request_body
-        self._where = public_url(settings.base_url) or OFFICIAL_URL
-        self._ids: dict[str, list[str]] = {}  # job id -> custom_ids, for the jobs submitted here
 
     async def submit(self, items: list[tuple[str, Request]]) -> str:
         check_items(items, self.max_items, CUSTOM_ID)
         requests = [{"custom_id": cid, "params": self._body(self._provider.model, request)} for cid, request in items]
         check_size(len(json.dumps({"requests": requests})), self.max_bytes)
-        with sdk_errors(self._sdk, self._where):
+        with self._errors():
             job = await self._client.messages.batches.create(requests=requests)
         self._ids[job.id] = [cid for cid, _ in items]
         return job.id
@@ -82,28 +77,18 @@ class AnthropicBatchClient:
         if state == "running":
             raise ValueError(f"batch {job_id} is still running ({job.processing_status}): wait until it ends")
         found: dict[str, Reply | ProviderError] = {}
-        with sdk_errors(self._sdk, self._where):
+        with self._errors():
             # The SDK fetches the job's results_url, an absolute URL the API gives (not the base URL).
             async for entry in await self._client.messages.batches.results(job_id):
                 found[entry.custom_id] = _outcome(entry.result)
         ids = self._ids.get(job_id) or list(found)  # the results list every request of the job
-        cause, why = _MISSING[state]
-        return {cid: found[cid] if cid in found else ProviderError(cause, why) for cid in ids}
+        return every_item(ids, found, _MISSING[state])
 
-    async def cancel(self, job_id: str) -> None:
-        try:
-            with sdk_errors(self._sdk, self._where):
-                await self._client.messages.batches.cancel(job_id)
-        except ProviderError:
-            # Refused, most likely because the job has already ended: then there is nothing to do.
-            if (await self.status(job_id)).state == "running":
-                raise
-
-    async def aclose(self) -> None:
-        await self._provider.aclose()
+    async def _cancel(self, job_id: str) -> None:
+        await self._client.messages.batches.cancel(job_id)
 
     async def _retrieve(self, job_id: str) -> Any:
-        with sdk_errors(self._sdk, self._where):
+        with self._errors():
             return await self._client.messages.batches.retrieve(job_id)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from personagym.llm.types import ProviderError, Reply, Request
+from personagym.llm.providers.base import sdk_errors
+from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 #: Job states. "running" until the provider stops working on the job; then "ended" (every item ran),
 #: "failed" (the job as a whole was rejected, no item ran), "expired" (the 24 h window closed first) or
@@ -44,6 +46,44 @@ class BatchClient(Protocol):
 
     async def aclose(self) -> None:
         ...
+
+
+class SdkBatchClient:
+    """What the OpenAI and Anthropic batch clients share. The online provider owns the SDK client, so
+    key rules, base URL and transport are the same as online; SDK errors map to causes as online."""
+
+    def __init__(self, provider: Any, sdk: Any, official_url: str, settings: ProviderSettings):
+        self._provider = provider
+        self._client = provider.client
+        self._sdk = sdk
+        self._where = public_url(settings.base_url) or official_url
+        self._ids: dict[str, list[str]] = {}  # job id -> custom_ids, for the jobs submitted here
+
+    def _errors(self) -> Any:
+        return sdk_errors(self._sdk, self._where)
+
+    async def _cancel(self, job_id: str) -> None:
+        raise NotImplementedError
+
+    async def cancel(self, job_id: str) -> None:
+        try:
+            with self._errors():
+                await self._cancel(job_id)
+        except ProviderError:
+            # Refused, most likely because the job has already stopped: then there is nothing to do.
+            if (await self.status(job_id)).state == "running":
+                raise
+
+    async def aclose(self) -> None:
+        await self._provider.aclose()
+
+
+def every_item(
+    ids: list[str], found: dict[str, Reply | ProviderError], missing: tuple[Cause, str]
+) -> dict[str, Reply | ProviderError]:
+    """An answer for every custom_id of a stopped job: what it found, or why an item has none."""
+    cause, why = missing
+    return {cid: found[cid] if cid in found else ProviderError(cause, why) for cid in ids}
 
 
 def check_items(items: list[tuple[str, Request]], max_items: int, custom_id: re.Pattern[str] | None = None) -> None:

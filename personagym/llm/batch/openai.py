@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from personagym.llm.batch.base import BatchStatus, check_items, check_size
-from personagym.llm.providers.base import classify_status, error_message, sdk_errors
-from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.batch.base import BatchStatus, SdkBatchClient, check_items, check_size, every_item
+from personagym.llm.providers.base import classify_status, error_message
+from personagym.llm.spec import ProviderSettings
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 ENDPOINT = "/v1/chat/completions"
@@ -40,7 +40,7 @@ _MISSING = {
 _LINE_ERRORS = {"batch_expired": Cause.TIMEOUT}
 
 
-class OpenAIBatchClient:
+class OpenAIBatchClient(SdkBatchClient):
     max_items = MAX_BATCH_ITEMS
     max_bytes = MAX_BATCH_BYTES
 
@@ -49,13 +49,8 @@ class OpenAIBatchClient:
 
         from personagym.llm.providers.openai import OFFICIAL_URL, OpenAIProvider, request_body
 
-        # The online provider owns the SDK client: the same key rules, base URL and transport.
-        self._provider = OpenAIProvider(model, settings)
-        self._client = self._provider.client
-        self._sdk = openai
+        super().__init__(OpenAIProvider(model, settings), openai, OFFICIAL_URL, settings)
         self._body = request_body
-        self._where = public_url(settings.base_url) or OFFICIAL_URL
-        self._ids: dict[str, list[str]] = {}  # job id -> custom_ids, for the jobs submitted here
 
     async def submit(self, items: list[tuple[str, Request]]) -> str:
         check_items(items, self.max_items)
@@ -67,13 +62,13 @@ class OpenAIBatchClient:
         data = ("\n".join(lines) + "\n").encode()
         check_size(len(data), self.max_bytes)
         try:
-            with sdk_errors(self._sdk, self._where):
+            with self._errors():
                 upload = await self._client.files.create(file=("personagym-batch.jsonl", data), purpose="batch")
         except ProviderError as exc:
             if exc.cause is Cause.NOT_FOUND:  # e.g. a local OpenAI-compatible server without batches
                 raise ProviderError(Cause.NOT_FOUND, f"{self._where} has no batch API (file upload: {exc.detail})") from None
             raise
-        with sdk_errors(self._sdk, self._where):
+        with self._errors():
             job = await self._client.batches.create(
                 input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
             )
@@ -102,27 +97,17 @@ class OpenAIBatchClient:
             if file_id:
                 for cid, line in _lines(await self._content(file_id)):
                     found[cid] = _outcome(line)
-        cause, why = _MISSING[state]
-        return {cid: found[cid] if cid in found else ProviderError(cause, why) for cid in ids}
+        return every_item(ids, found, _MISSING[state])
 
-    async def cancel(self, job_id: str) -> None:
-        try:
-            with sdk_errors(self._sdk, self._where):
-                await self._client.batches.cancel(job_id)
-        except ProviderError:
-            # Refused, most likely because the job has already stopped: then there is nothing to do.
-            if (await self.status(job_id)).state == "running":
-                raise
-
-    async def aclose(self) -> None:
-        await self._provider.aclose()
+    async def _cancel(self, job_id: str) -> None:
+        await self._client.batches.cancel(job_id)
 
     async def _retrieve(self, job_id: str) -> Any:
-        with sdk_errors(self._sdk, self._where):
+        with self._errors():
             return await self._client.batches.retrieve(job_id)
 
     async def _content(self, file_id: str) -> bytes:
-        with sdk_errors(self._sdk, self._where):
+        with self._errors():
             return (await self._client.files.content(file_id)).content
 
 
