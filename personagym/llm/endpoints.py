@@ -23,7 +23,6 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from personagym.llm.limits import AdaptiveLimit, Limits, ModelLimiter
 from personagym.llm.providers.base import Provider
@@ -186,10 +185,3 @@ class Dispatcher:
                 if endpoint is None:
                     break
                 gate.waiters.popleft().set_result(self._take(gate, endpoint))
-
-    def stats(self) -> list[dict[str, Any]]:
-        return [
-            {"url": s.url, "limit": s.limit.limit if s.limit.refusals else None,
-             "refusals": s.limit.refusals, "taken_out": s.taken_out}
-            for s in self.servers.values()
-        ]

@@ -93,7 +93,6 @@ class Batcher:
         self.on_event = on_event or (lambda message: log.info("%s", message))
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.submitted = 0  # jobs this process created
 
     def add_model(self, model: str, client: BatchClient) -> None:
         if model not in self._lanes:
@@ -177,7 +176,6 @@ class Batcher:
             raise
         if self.jobs is not None:
             self.jobs.add(lane.model, job_id, ids)  # at once: a crash from here on resumes this job
-        self.submitted += 1
         for cid in ids:
             lane.waiting[cid] = items[cid][1]
         self.on_event(f"batch {job_id}: {len(ids)} calls to {lane.model} submitted")
