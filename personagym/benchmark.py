@@ -17,11 +17,11 @@ checked. `download_benchmark` fetches the questions into the user's cache (`defa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
 import os
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from personagym.errors import UserError
+from personagym.files import write_atomic
 
 __all__ = [
     "TASKS",
@@ -334,30 +335,20 @@ def _is_valid(path: Path, expected: str) -> bool:
 
 
 def _write_atomic(root: Path, rel: str, data: bytes) -> None:
-    """Write `data` to `root/rel` through a temporary file in `root`, renamed into place."""
+    """Write `data` to `root/rel`, whole or not at all, with an error that says which fix applies."""
     target = root / rel
     try:
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".download-", suffix=".part")
+        write_atomic(target, data)
     except OSError as exc:
-        raise UserError(
-            f"cannot write into benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
-            "pass a writable --benchmark-dir or set PERSONAGYM_CACHE"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
+        if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
             raise UserError(
-                f"cannot write benchmark file {_flat(target)} ({_flat(exc.strerror or exc)}): "
-                "free some disk space or pass a writable --benchmark-dir"
+                f"cannot write into benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
+                "pass a writable --benchmark-dir or set PERSONAGYM_CACHE"
             ) from None
-        raise
+        raise UserError(
+            f"cannot write benchmark file {_flat(target)} ({_flat(exc.strerror or exc)}): "
+            "free some disk space or pass a writable --benchmark-dir"
+        ) from None
 
 
 def _fetch(url: str, rel: str, stop: threading.Event) -> bytes | None:

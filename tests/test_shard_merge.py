@@ -218,8 +218,9 @@ async def test_a_column_added_by_a_later_migration_is_merged_too(scripted, tmp_p
     from personagym.llm import ProviderSettings
     from personagym.pipeline import evaluate
     from personagym.pipeline.evaluate import run_name_for
+    from personagym.pipeline.shards import read_shards
     from personagym.store import db as store_db
-    from personagym.store.merge import read_shards, write_merged
+    from personagym.store.merge import write_merged
 
     settings = {"openai": ProviderSettings(base_url=scripted.base_url, api_key="k")}
     for k in (1, 2):
@@ -238,7 +239,7 @@ async def test_a_column_added_by_a_later_migration_is_merged_too(scripted, tmp_p
     whole = read_shards(shards, tmp_path / "out.db", None, run_name_for)
     for shard in whole.shards:
         shard.conn.execute("UPDATE calls SET note = ?", (f"from shard {shard.k}",))
-    write_merged(tmp_path / "out.db", whole)
+    write_merged(tmp_path / "out.db", whole.to_merge())
     whole.close()
     with sqlite3.connect(tmp_path / "out.db") as out:
         notes = sorted({row[0] for row in out.execute("SELECT note FROM calls")})

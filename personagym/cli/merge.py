@@ -42,16 +42,17 @@ def merge_command(out: str, shards: tuple[str, ...], run_name: str | None) -> No
       personagym merge personagym.db personagym.shard-1-of-2.db personagym.shard-2-of-2.db
     """
     from personagym.pipeline.evaluate import run_name_for
+    from personagym.pipeline.shards import read_shards, shard_text
     from personagym.score import run_results
     from personagym.store import connect
-    from personagym.store.merge import read_shards, shard_text, write_merged
+    from personagym.store.merge import write_merged
     from personagym.store.runs import RunStore
     from personagym.summary import summary_lines
 
     target = Path(out)
     whole = read_shards([Path(s) for s in shards], target, run_name, run_name_for)
     try:
-        write_merged(target, whole)
+        write_merged(target, whole.to_merge())
     finally:
         whole.close()
     store = RunStore(connect(target))

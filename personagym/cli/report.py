@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from personagym.cli import cli, db_option
 from personagym.errors import UserError
-
-
-def write_atomically(target: Path, text: str) -> None:
-    """Written beside the target and renamed: a reader never sees half a report."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        # errors="replace": a lone surrogate in a model's output must not cost the whole report.
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="") as fh:
-            fh.write(text)
-        # mkstemp makes the file private; a report is for sharing, so give it the usual mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from personagym.files import write_atomic
 
 
 @cli.command("report")
@@ -59,5 +41,7 @@ def report_command(ctx: click.Context, runs: tuple[str, ...], output: str, resam
     if not target.parent.exists():
         raise UserError(f"the folder of {target} does not exist: create it or choose another -o path")
     results = [load_results(ctx, db, ref) for ref in runs]
-    write_atomically(target, render_report(results, resamples=resamples, seed=seed))
+    html = render_report(results, resamples=resamples, seed=seed)
+    # "replace": a lone surrogate in a model's output must not cost the whole report.
+    write_atomic(target, html.encode("utf-8", errors="replace"))
     click.echo(f"wrote {target}", err=True)

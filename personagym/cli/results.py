@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import click
 
 from personagym.cli import cli, db_option, db_path
 from personagym.errors import UserError
+from personagym.files import write_atomic
 
 
 def _open(ctx: click.Context, db: str | None):
@@ -142,9 +141,5 @@ def export_command(ctx: click.Context, run: str, fmt: str, output: str | None, d
     target = Path(output)
     if not target.parent.exists():
         raise UserError(f"the folder of {target} does not exist: create it or choose another -o path")
-    # Written beside the target and renamed: a reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
+    write_atomic(target, text)
     click.echo(f"wrote {target}", err=True)

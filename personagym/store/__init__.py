@@ -1,5 +1,5 @@
 """The SQLite database a run lives in: schema migrations, and the tables each layer writes."""
 
-from personagym.store.db import connect
+from personagym.store.db import connect, transaction
 
-__all__ = ["connect"]
+__all__ = ["connect", "transaction"]

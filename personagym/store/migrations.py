@@ -134,4 +134,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE calls ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        4,
+        "structured-output shapes",
+        """
+        -- The structured-output shape each OpenAI-compatible server was found to take
+        -- (personagym.llm.structured), keyed by its public base URL, so the next run asks right away.
+        CREATE TABLE server_shapes (
+            server TEXT PRIMARY KEY,
+            shape TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 ]

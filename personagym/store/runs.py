@@ -7,10 +7,11 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from personagym.errors import UserError
 from personagym.llm.types import CallRecord
+from personagym.store.db import transaction
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,9 @@ class RunStore:
                     f"run {name!r} exists with a different {key} ({_show(existing.config.get(key))}, now "
                     f"{_show(config.get(key))}): resume it with the same settings or pass a new --run name"
                 )
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("UPDATE runs SET status = 'running', updated_at = ? WHERE id = ?", (now, existing.id))
-        self.conn.execute("DELETE FROM failures WHERE run_id = ?", (existing.id,))  # retried now
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            self.conn.execute("UPDATE runs SET status = 'running', updated_at = ? WHERE id = ?", (now, existing.id))
+            self.conn.execute("DELETE FROM failures WHERE run_id = ?", (existing.id,))  # retried now
         return existing.id
 
     def set_status(self, run_id: int, status: str) -> None:
@@ -69,13 +69,17 @@ class RunStore:
         self.conn.execute("INSERT OR IGNORE INTO personas (text) VALUES (?)", (text,))
         return self.conn.execute("SELECT id FROM personas WHERE text = ?", (text,)).fetchone()[0]
 
-    def add_run_personas(self, run_id: int, persona_ids: Iterable[int]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO run_personas VALUES (?, ?, ?)",
-            [(run_id, pid, i) for i, pid in enumerate(persona_ids)],
-        )
-        self.conn.execute("COMMIT")
+    def add_run_personas(
+        self, run_id: int, persona_ids: Sequence[int], positions: Sequence[int] | None = None
+    ) -> None:
+        """The run's personas in order; `positions` are their places in a longer list when the run
+        covers only part of it (a shard), so the whole run's order can be restored."""
+        places = range(len(persona_ids)) if positions is None else positions
+        with transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO run_personas (run_id, persona_id, ordinal) VALUES (?, ?, ?)",
+                [(run_id, pid, place) for pid, place in zip(persona_ids, places, strict=True)],
+            )
 
     def environments(self, persona_id: int, recipe: str) -> list[str] | None:
         row = self.conn.execute(
@@ -94,12 +98,11 @@ class RunStore:
         return [(r[0], r[1]) for r in rows] or None
 
     def save_questions(self, persona_id: int, task: str, recipe: str, texts: list[str]) -> list[tuple[int, str]]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO questions (persona_id, task, recipe, ordinal, text) VALUES (?, ?, ?, ?, ?)",
-            [(persona_id, task, recipe, i, t) for i, t in enumerate(texts)],
-        )
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO questions (persona_id, task, recipe, ordinal, text) VALUES (?, ?, ?, ?, ?)",
+                [(persona_id, task, recipe, i, t) for i, t in enumerate(texts)],
+            )
         return self.questions(persona_id, task, recipe) or []
 
     def add_run_questions(self, run_id: int, question_ids: Iterable[int]) -> None:
@@ -137,12 +140,11 @@ class RunStore:
 
     def save_verdicts(self, run_id: int, judge: str, verdicts: list[tuple[int, int, str]]) -> None:
         """verdicts: (question_id, score, reasoning); a batch lands whole or not at all."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
-            [(run_id, qid, judge, score, reasoning) for qid, score, reasoning in verdicts],
-        )
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
+                [(run_id, qid, judge, score, reasoning) for qid, score, reasoning in verdicts],
+            )
 
     # -- failures and calls -------------------------------------------------------------------
     def save_failure(
