@@ -19,3 +19,13 @@ class UserError(PersonaGymError):
 
 class ConfigError(UserError):
     """A model spec, key, base URL or config file that cannot work."""
+
+
+class InvalidParameter(UserError):
+    """A parameter of the library with a value it refuses. The message names the parameter as the
+    Python API spells it (`questions_per_task`); the CLI shows the flag instead (`--questions-per-task`)."""
+
+    def __init__(self, param: str, problem: str):
+        super().__init__(f"{param} {problem}")
+        self.param = param
+        self.problem = problem

@@ -8,8 +8,7 @@ import time
 from typing import TextIO
 
 from personagym.llm.usage import Usage
-
-STAGES = ("environments", "questions", "answers", "examples", "verdicts")
+from personagym.method.stages import STAGES, Stage
 
 
 class Progress:
@@ -33,11 +32,11 @@ class Progress:
         self.started = time.monotonic()
         self._last = 0.0
 
-    def done(self, stage: str, n: int = 1) -> None:
+    def done(self, stage: Stage, n: int = 1) -> None:
         self.done_[stage] += n
         self._maybe_show()
 
-    def failed(self, stage: str, n: int = 1) -> None:
+    def failed(self, stage: Stage, n: int = 1) -> None:
         self.failed_[stage] += n
         self._maybe_show()
 

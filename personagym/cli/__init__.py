@@ -10,16 +10,28 @@ from typing import Any
 
 import click
 
-from personagym.errors import UserError
+from personagym.errors import InvalidParameter, UserError
 
 DEFAULT_DB = "personagym.db"
+# Library parameters whose flag has another name; the rest are the parameter with dashes.
+FLAGS = {"max_environments": "--environments"}
 
 
-def settings_from(config: dict[str, Any], openai_base_url: str | None, anthropic_base_url: str | None) -> dict:
+def flag_for(param: str) -> str:
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def settings_from(
+    config: dict[str, Any], openai_base_url: str | None, anthropic_base_url: str | None, structured: str | None = None
+) -> dict:
     from personagym.llm.spec import resolve_settings
+    from personagym.llm.structured import parse_choice
 
+    structured = structured or config.get("structured_output")
+    parse_choice(structured, "--structured-output")  # refuse a typo before anything runs
+    openai_flags = {"base_url": openai_base_url, "structured_output": structured}
     return {
-        "openai": resolve_settings("openai", flags={"base_url": openai_base_url}, config=config.get("openai")),
+        "openai": resolve_settings("openai", flags=openai_flags, config=config.get("openai")),
         "anthropic": resolve_settings(
             "anthropic", flags={"base_url": anthropic_base_url}, config=config.get("anthropic")
         ),
@@ -78,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        # The library names its parameters; the user typed flags.
+        message = f"{flag_for(exc.param)} {exc.problem}" if isinstance(exc, InvalidParameter) else str(exc)
+        click.echo(f"error: {message}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import random
 import re
@@ -21,6 +22,7 @@ from typing import Any, Awaitable, Callable
 
 import pydantic
 
+from personagym import defaults
 from personagym.llm.batch.runner import Batcher
 from personagym.llm.cache import Cache, cache_key
 from personagym.llm.endpoints import Dispatcher, ModelGate
@@ -28,6 +30,7 @@ from personagym.llm.limits import Limits
 from personagym.llm.providers import make_provider
 from personagym.llm.providers.base import Provider
 from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec, split_urls
+from personagym.llm.structured import Shape
 from personagym.llm.types import (
     CallFailed,
     CallFailure,
@@ -46,9 +49,9 @@ log = logging.getLogger("personagym.llm")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = defaults.MAX_ATTEMPTS
     max_total_seconds: float = 600.0  # no call keeps retrying longer than this, waits included
-    timeout: float = 120.0  # one attempt
+    timeout: float = defaults.TIMEOUT  # one attempt
     backoff_base: float = 1.0
     backoff_max: float = 30.0
     max_retry_after: float = 120.0  # a server asking for longer than this is not waited for
@@ -83,6 +86,7 @@ class BoundModel:
     """A model bound to its endpoints and their limits; one per model spec (and base URLs) per gateway."""
 
     def __init__(self, spec: ModelSpec, gate: ModelGate):
+        self.spec = spec
         self.name = str(spec)
         self.gate = gate
         self.provider = gate.endpoints[0].provider
@@ -120,6 +124,16 @@ def _server_of(spec: ModelSpec, provider: Provider) -> str:
     return str(provider.identity().get("base_url") or spec)
 
 
+# Statuses that say "not now" rather than "not this": retried even when they repeat word for word.
+_BUSY = frozenset({429, 502, 503, 504, 529})
+
+
+def _same_again(error: ProviderError, previous: tuple[int, str] | None) -> bool:
+    """The server said exactly the same thing as last time: an error that will not go away by asking
+    again (real transient errors carry a fresh request id, or say they are busy)."""
+    return error.status is not None and error.status not in _BUSY and (error.status, error.detail) == previous
+
+
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
@@ -149,6 +163,9 @@ class Gateway:
         self.usage = usage or Usage()
         self.settings = settings or {}
         self.on_call = on_call  # e.g. the run store, which keeps every call's bill
+        self.on_note: Callable[[str], None] | None = None  # news worth a line of its own (progress)
+        # Called with (server, shape) when a server is found to need another structured-output shape.
+        self.on_shape: Callable[[str, str], None] | None = None
         self.batch = batch  # when set, every call goes through provider batch jobs (personagym.llm.batch)
         self._models: dict[tuple[str, str | None], BoundModel] = {}
         self.dispatcher = Dispatcher()  # servers and their learned limits, shared by every model
@@ -156,19 +173,24 @@ class Gateway:
     def model(self, spec: str | ModelSpec | BoundModel, base_url: str | None = None) -> BoundModel:
         """The bound model for a spec (at base URLs other than its provider's, if given: several,
         comma-separated, spread the load over endpoints serving the same model), created on first
-        use. Raises ConfigError for a bad spec or missing key."""
+        use. A run binds each of its roles once; a string is accepted for callers at the edge (a
+        check, a script). Raises ConfigError for a bad spec or missing key."""
         if isinstance(spec, BoundModel):
             return spec
-        key = (str(spec), base_url)
+        parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+        key = (str(parsed), base_url)
         bound = self._models.get(key)
         if bound is None:
-            parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
             settings = self.settings.get(parsed.provider) or ProviderSettings()
             urls = split_urls(base_url or settings.base_url) or [None]
             providers = [make_provider(parsed, dataclasses.replace(settings, base_url=url)) for url in urls]
             limits = self.model_limits.get(str(parsed), self.limits)
             gate = self.dispatcher.gate(str(parsed), [(_server_of(parsed, p), p) for p in providers], limits)
-            bound = self._models[key] = self._models[(str(parsed), base_url)] = BoundModel(parsed, gate)
+            bound = self._models[key] = BoundModel(parsed, gate)
+            for endpoint in gate.endpoints:
+                negotiator = getattr(endpoint.provider, "negotiator", None)
+                if negotiator is not None:
+                    negotiator.on_learned = functools.partial(self._shape_learned, endpoint.server.url)
             if self.batch is not None and base_url is None:  # a user's own endpoint is always called online
                 from personagym.llm.batch import make_batch_client
 
@@ -211,6 +233,21 @@ class Gateway:
             seconds=time.monotonic() - started,
         )
 
+    def use_shapes(self, known: dict[str, str]) -> None:
+        """Structured-output shapes earlier runs learned, per server: start there."""
+        for model in self._models.values():
+            for endpoint in model.gate.endpoints:
+                negotiator = getattr(endpoint.provider, "negotiator", None)
+                if negotiator is not None and endpoint.server.url in known:
+                    negotiator.remember(Shape(known[endpoint.server.url]))
+
+    def _shape_learned(self, server: str, refused: Shape, using: Shape, why: str) -> None:
+        log.debug("%s refused structured output as %s (%s)", server, refused, why)
+        if self.on_note is not None:
+            self.on_note(f"{server} does not take structured output as {refused}; asking as {using} from now on")
+        if self.on_shape is not None:
+            self.on_shape(server, using.value)
+
     def _bill(self, record: CallRecord) -> None:
         self.usage.record(record)
         if self.on_call is not None:
@@ -221,6 +258,7 @@ class Gateway:
         estimate = sum(len(m.content) for m in request.messages) // 4 + request.sampling.max_tokens
         error = ProviderError(Cause.TIMEOUT, "no attempt was made")
         asked = request
+        previous: tuple[int, str] | None = None
         for attempt in range(1, policy.max_attempts + 1):
             bill.attempts = attempt
             try:
@@ -242,8 +280,9 @@ class Gateway:
                         # Asking the same thing again would, at temperature 0, get the same reply
                         # again: show the model what was wrong with it instead.
                         asked = _with_feedback(request, reply.text, exc)
-            if not error.cause.retriable or attempt == policy.max_attempts:
+            if not error.cause.retriable or attempt == policy.max_attempts or _same_again(error, previous):
                 break
+            previous = (error.status, error.detail) if error.status is not None else None
             delay = policy.delay(attempt, error)
             # A batch job may take hours: only online calls are bounded in total time.
             if not bill.batch and time.monotonic() - started + delay > policy.max_total_seconds:

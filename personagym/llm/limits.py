@@ -6,10 +6,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from personagym import defaults
+
 
 @dataclass(frozen=True)
 class Limits:
-    concurrency: int = 16
+    concurrency: int = defaults.CONCURRENCY
     rpm: float | None = None  # requests per minute
     tpm: float | None = None  # tokens per minute (prompt estimate + max_tokens)
 

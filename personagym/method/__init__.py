@@ -26,6 +26,7 @@ from personagym.method.schemas import (
     Verdict,
     Verdicts,
 )
+from personagym.method.stages import STAGES, Stage
 from personagym.method.tasks import LENSES, TASKS, Task, get_task, parse_tasks
 
 __all__ = [
@@ -37,12 +38,14 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_QUESTIONS",
     "PROMPTS_VERSION",
+    "STAGES",
     "TASKS",
     "Environment",
     "EnvironmentChoice",
     "Messages",
     "Questions",
     "ScoreExamples",
+    "Stage",
     "Task",
     "Verdict",
     "Verdicts",

@@ -2,6 +2,7 @@
 examples, verdicts. `evaluate` runs them all for an agent and returns the results."""
 
 from personagym.pipeline.config import RunConfig
-from personagym.pipeline.evaluate import Options, evaluate, execute, prepare
+from personagym.pipeline.evaluate import evaluate, execute, prepare
+from personagym.pipeline.roles import Role
 
-__all__ = ["Options", "RunConfig", "evaluate", "execute", "prepare"]
+__all__ = ["Role", "RunConfig", "evaluate", "execute", "prepare"]

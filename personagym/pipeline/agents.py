@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
-from personagym.llm import CallFailed, CallFailure, Cause, Gateway, Request, Sampling
+from personagym.llm import CallFailed, CallFailure, Cause, Gateway, Request
+from personagym.llm.gateway import BoundModel
 from personagym.method import prompts
-
-AnswerFn = Callable[[str, str], Awaitable[str]]
+from personagym.pipeline.config import AnswerFn
+from personagym.pipeline.roles import Role
 
 
 class Agent(Protocol):
@@ -25,23 +26,21 @@ class ModelAgent:
     """A model told to be the persona: by a system prompt, or by a body field its endpoint reads."""
 
     gateway: Gateway
-    name: str  # the model spec
-    sampling: Sampling
+    role: Role
+    model: BoundModel
     template: str | None = None
-    base_url: str | None = None
     persona_field: str | None = None
 
-    def __post_init__(self) -> None:
-        self.model = self.gateway.model(self.name, base_url=self.base_url)  # bad spec or key: fail now
+    @property
+    def name(self) -> str:
+        return self.role.model
 
     async def answer(self, persona: str, question: str) -> str:
+        sampling, kind = self.role.sampling, self.role.kind
         if self.persona_field:
-            request = Request.of(
-                ("user", question), sampling=self.sampling, role="agent", extra_body={self.persona_field: persona}
-            )
+            request = Request.of(("user", question), sampling=sampling, role=kind, extra_body={self.persona_field: persona})
         else:
-            messages = prompts.agent_messages(persona, question, self.template)
-            request = Request.of(*messages, sampling=self.sampling, role="agent")
+            request = Request.of(*prompts.agent_messages(persona, question, self.template), sampling=sampling, role=kind)
         return (await self.gateway.complete(self.model, request)).text
 
 

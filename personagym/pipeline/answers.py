@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from personagym.llm import CallFailed
+from personagym.method import Stage
 from personagym.pipeline.context import Context, Question
 
 
 async def answer(ctx: Context, question: Question) -> str | None:
     text = ctx.store.answer(ctx.run_id, question.id)
     if text is None:
-        try:
-            text = await ctx.agent.answer(question.persona.text, question.text)
-        except CallFailed as exc:
-            ctx.fail("answers", question.persona, exc.failure, task=question.task, question=question)
+        text = await ctx.attempt(
+            Stage.ANSWERS, ctx.agent.answer(question.persona.text, question.text), question.persona, question.task, [question]
+        )
+        if text is None:
             return None
         ctx.store.save_answer(ctx.run_id, question.id, text)
-    ctx.progress.done("answers")
+    ctx.progress.done(Stage.ANSWERS)
     return text

@@ -1,85 +1,207 @@
-"""What a run is made of: the model in each role, its sampling, the tasks and the counts.
+"""Everything a run is made of, with every default and every check in one place.
 
-The config is stored with the run; resuming with a different one is refused, naming the field.
-"Recipes" name what an agent-independent artifact was made with, so any run that would make it
-the same way reuses it instead of paying for it again.
+`RunConfig` holds the models in their roles, the tasks and counts that define the run (stored with
+it; resuming with a different one is refused, naming the field), and the knobs that only say how
+to run it (limits, retries, prices, batch mode, a shard). `RunConfig.of(...)` takes what users type
+(spec strings, comma lists, loose sampling knobs) and is the one place they are parsed; the CLI
+and the Python API therefore refuse the same things with the same messages.
+
+"Recipes" name what an agent-independent artifact was made with, so any run that would make it the
+same way reuses it instead of paying for it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from personagym.errors import UserError
-from personagym.llm import Sampling
-from personagym.llm.spec import public_url
-from personagym.method import MAX_BATCH, MAX_ENVIRONMENTS, MAX_QUESTIONS, PROMPTS_VERSION, Task
+from personagym import defaults
+from personagym.errors import InvalidParameter
+from personagym.llm import ModelSpec, ProviderSettings, RetryPolicy, Sampling, parse_spec
+from personagym.llm.usage import PriceTable
+from personagym.method import MAX_BATCH, MAX_ENVIRONMENTS, MAX_QUESTIONS, PROMPTS_VERSION, TASKS, Task, parse_tasks
+from personagym.pipeline import roles
+from personagym.pipeline.roles import Role, check_sampling, spec_of, specs_of
+from personagym.pipeline.shards import parse_shard
 
-DEFAULT_JUDGES = ("openai:gpt-4o", "anthropic:claude-sonnet-4-5")
-DEFAULT_GENERATOR = "openai:gpt-4o"
+AnswerFn = Callable[[str, str], Awaitable[str]]
 
-# Paper: the agent samples at temperature 0.9 and top_p 0.9; examples and judges at 0.
-AGENT_SAMPLING = Sampling(temperature=0.9, top_p=0.9, max_tokens=600)
-GENERATOR_SAMPLING = Sampling(temperature=0.0, max_tokens=2500)
-EXAMPLE_SAMPLING = Sampling(temperature=0.0, max_tokens=2500)
-JUDGE_SAMPLING = Sampling(temperature=0.0, max_tokens=3000)
+# Request body fields the product itself sends: a persona field of the same name would overwrite one.
+RESERVED_BODY_FIELDS = frozenset({
+    "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stream",
+    "response_format", "tools", "tool_choice", "n", "stop", "system", "output_config", "metadata",
+})
+
+
+def _role(kind: str, spec: str, sampling: Sampling) -> Role:
+    return Role(kind, parse_spec(spec), sampling)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    agent: str  # a model spec, or the name of the user's endpoint or callable
-    tasks: tuple[Task, ...]
-    judges: tuple[str, ...] = DEFAULT_JUDGES
-    generator: str = DEFAULT_GENERATOR  # environments and questions
-    example_model: str = DEFAULT_GENERATOR
-    questions_per_task: int = 10
-    max_environments: int = 5
-    judge_batch: int = 5  # question/answer pairs per judge call, as in the paper
-    agent_sampling: Sampling = AGENT_SAMPLING
-    generator_sampling: Sampling = GENERATOR_SAMPLING
-    example_sampling: Sampling = EXAMPLE_SAMPLING
-    judge_sampling: Sampling = JUDGE_SAMPLING
+    agent: Role  # for a Python callable: spec callable:<name>, never sent to the gateway
+    tasks: tuple[Task, ...] = TASKS
+    judges: tuple[Role, ...] = tuple(_role(roles.JUDGE, s, roles.JUDGE_SAMPLING) for s in defaults.JUDGES)
+    generator: Role = _role(roles.GENERATOR, defaults.GENERATOR, roles.GENERATOR_SAMPLING)
+    example_model: Role = _role(roles.EXAMPLES, defaults.EXAMPLE_MODEL, roles.EXAMPLE_SAMPLING)
+    questions_per_task: int = defaults.QUESTIONS_PER_TASK
+    max_environments: int = defaults.ENVIRONMENTS
+    judge_batch: int = defaults.JUDGE_BATCH  # question/answer pairs per judge call, as in the paper
     agent_template: str | None = None  # system prompt with {persona}; None = the default
-    agent_base_url: str | None = None  # the user's own OpenAI-compatible endpoint
     persona_field: str | None = None  # send the persona in this body field, not a system message
-    benchmark: str | None = None  # "benchmark-v1" when the fixed questions are used
-    # Whatever else identifies the run's inputs (the catalog's identity, say); stored and compared.
+    catalog: str | Path | None = None  # the user's environment catalog file; None = the packaged one
+    benchmark: str | None = None  # "benchmark-v1" when the fixed questions are used (set by prepare)
+    # Whatever else identifies the run's inputs (the catalog's identity, a shard); stored and compared.
     extra: dict[str, Any] = field(default_factory=dict)
+    # -- how to run it: never stored, free to change between a run and its resumption -----------
+    agent_fn: AnswerFn | None = field(default=None, compare=False)  # the user's own code as the agent
+    concurrency: int = defaults.CONCURRENCY  # calls in flight per model and endpoint
+    rpm: float | None = None  # requests per minute per model; None: unlimited
+    tpm: float | None = None
+    settings: Mapping[str, ProviderSettings] = field(default_factory=dict)  # per provider: base URL, key
+    retry: RetryPolicy = RetryPolicy()
+    prices: PriceTable | None = None
+    progress: bool = True
+    batch: bool = False  # every call through the providers' batch APIs: half price, slower
+    batch_poll: float = defaults.BATCH_POLL  # seconds before the first look at a batch job (then up to a minute apart)
+    shard: tuple[int, int] | None = None  # (K, N): only personas K, K+N, K+2N... (docs/sharding.md)
 
     def __post_init__(self) -> None:
-        for flag, value, most, paper in (
-            ("--questions-per-task", self.questions_per_task, MAX_QUESTIONS, 10),
-            ("--judge-batch", self.judge_batch, MAX_BATCH, 5),
-            ("--environments", self.max_environments, MAX_ENVIRONMENTS, 5),
+        for param, value, most, paper in (
+            ("questions_per_task", self.questions_per_task, MAX_QUESTIONS, defaults.QUESTIONS_PER_TASK),
+            ("judge_batch", self.judge_batch, MAX_BATCH, defaults.JUDGE_BATCH),
+            ("max_environments", self.max_environments, MAX_ENVIRONMENTS, defaults.ENVIRONMENTS),
         ):
-            if not 1 <= value <= most:
-                raise UserError(f"{flag} must be between 1 and {most} (the paper uses {paper}); got {value}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise InvalidParameter(param, f"must be between 1 and {most} (the paper uses {paper}); got {value!r}")
         if not self.judges:
-            raise UserError("--judges needs at least one model spec (the paper uses two)")
+            raise InvalidParameter("judges", "needs at least one model spec (the paper uses two)")
         if not self.tasks:
-            raise UserError("--tasks names no task: use e.g. expected_action,linguistic_habits")
+            raise InvalidParameter("tasks", "names no task: use e.g. expected_action,linguistic_habits")
+        for role in (self.agent, self.generator, self.example_model, *self.judges):
+            check_sampling(role.sampling, {roles.EXAMPLES: "example"}.get(role.kind, role.kind))
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise InvalidParameter("concurrency", f"must be a whole number of at least 1; got {self.concurrency!r}")
+        for param, rate in (("rpm", self.rpm), ("tpm", self.tpm)):
+            if rate is not None and not _positive(rate):
+                raise InvalidParameter(param, f"must be a positive number (leave it out for no limit); got {rate!r}")
+        if not _positive(self.batch_poll):
+            raise InvalidParameter("batch_poll", f"must be a positive number of seconds; got {self.batch_poll!r}")
+        if isinstance(self.retry.max_attempts, bool) or not isinstance(self.retry.max_attempts, int) or self.retry.max_attempts < 1:
+            raise InvalidParameter("max_attempts", f"must be a whole number of at least 1; got {self.retry.max_attempts!r}")
+        if not _positive(self.retry.timeout):
+            raise InvalidParameter("timeout", f"must be a positive number of seconds; got {self.retry.timeout!r}")
+        if self.persona_field is not None and (not self.persona_field.strip() or self.persona_field in RESERVED_BODY_FIELDS):
+            raise InvalidParameter(
+                "persona_field", f"{self.persona_field!r} is a field personagym sends itself: choose another name, e.g. persona"
+            )
+
+    @classmethod
+    def of(
+        cls,
+        agent: str | ModelSpec | AnswerFn,
+        *,
+        models: str | None = None,
+        judges: str | Sequence[str | ModelSpec] | None = None,
+        generator: str | ModelSpec | None = None,
+        example_model: str | ModelSpec | None = None,
+        tasks: str | Sequence[str] | None = None,
+        agent_base_url: str | Sequence[str] | None = None,
+        agent_sampling: Sampling | None = None,
+        agent_temperature: float | None = None,
+        agent_top_p: float | None = None,
+        agent_max_tokens: int | None = None,
+        generator_sampling: Sampling | None = None,
+        example_sampling: Sampling | None = None,
+        judge_sampling: Sampling | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        shard: str | Sequence[int] | None = None,
+        **fields: Any,
+    ) -> "RunConfig":
+        """A config from what users type: specs as strings (`models` fills every role not given),
+        judges as a comma list or a list, tasks by name, loose agent sampling knobs. Anything else
+        goes to the field of the same name; an unknown name is refused."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)} - {"agent", "agent_fn"})
+        if unknown:
+            raise InvalidParameter(unknown[0], "is not a setting of a run: see `personagym run --help` for the list")
+        defaults = cls.__dataclass_fields__
+        if callable(agent) and not isinstance(agent, (str, ModelSpec)):
+            name = getattr(agent, "__qualname__", "agent")
+            fields["agent_fn"] = agent
+            agent_spec = ModelSpec("callable", name)
+        elif agent or models:
+            agent_spec = spec_of(agent or models, "agent")
+        else:
+            raise InvalidParameter("agent", "is missing: give a model spec (e.g. openai:gpt-4o-mini, or local)")
+
+        sampling = agent_sampling or roles.AGENT_SAMPLING
+        loose = {"temperature": agent_temperature, "top_p": agent_top_p, "max_tokens": agent_max_tokens}
+        sampling = dataclasses.replace(sampling, **{k: v for k, v in loose.items() if v is not None})
+        urls = ",".join(agent_base_url) if isinstance(agent_base_url, (list, tuple)) else agent_base_url
+        fields["agent"] = Role(roles.AGENT, agent_spec, sampling, urls or None)
+
+        def one(kind: str, value: Any, name: str, sampling: Sampling | None) -> None:
+            default: Role = defaults[name].default
+            spec = spec_of(value or models, name) if (value or models) else default.spec
+            fields[name] = Role(kind, spec, sampling or default.sampling)
+
+        one(roles.GENERATOR, generator, "generator", generator_sampling)
+        one(roles.EXAMPLES, example_model, "example_model", example_sampling)
+        given = judges if judges is not None else models
+        judge_specs = specs_of(given, "judges") if given is not None else None
+        default_judges: tuple[Role, ...] = defaults["judges"].default
+        fields["judges"] = tuple(
+            Role(roles.JUDGE, spec, judge_sampling or roles.JUDGE_SAMPLING)
+            for spec in (judge_specs if judge_specs is not None else [r.spec for r in default_judges])
+        )
+        if tasks is not None:
+            fields["tasks"] = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
+        if max_attempts is not None or timeout is not None:
+            retry = fields.get("retry") or RetryPolicy()
+            fields["retry"] = dataclasses.replace(
+                retry,
+                **{k: v for k, v in (("max_attempts", max_attempts), ("timeout", timeout)) if v is not None},
+            )
+        if shard is not None:
+            fields["shard"] = parse_shard(shard)
+        return cls(**fields)
+
+    @property
+    def agent_name(self) -> str:
+        return self.agent.model
+
+    def model_roles(self, with_generator: bool = True) -> list[Role]:
+        """Every role the gateway serves (the agent only when it is a model)."""
+        found = [*self.judges, self.example_model, *([self.generator] if with_generator else [])]
+        return found + ([self.agent] if self.agent_fn is None else [])
 
     def stored(self) -> dict[str, Any]:
         """The part of the config that defines the run: compared on resume, exported with results."""
+        from personagym.llm.spec import public_url
+
         return {
-            "agent": self.agent,
-            "agent_base_url": public_url(self.agent_base_url),  # never a user:password@ in the store
+            "agent": self.agent.model,
+            "agent_base_url": public_url(self.agent.base_url),  # never a user:password@ in the store
             "agent_template": self.agent_template,
             "persona_field": self.persona_field,
-            "judges": list(self.judges),
-            "generator": self.generator,
-            "example_model": self.example_model,
+            "judges": [j.model for j in self.judges],
+            "generator": self.generator.model,
+            "example_model": self.example_model.model,
             "tasks": [t.key for t in self.tasks],
             "task_versions": {t.key: t.version for t in self.tasks},
             "questions_per_task": self.questions_per_task,
             "max_environments": self.max_environments,
             "judge_batch": self.judge_batch,
             "sampling": {
-                "agent": asdict(self.agent_sampling),
-                "generator": asdict(self.generator_sampling),
-                "examples": asdict(self.example_sampling),
-                "judges": asdict(self.judge_sampling),
+                "agent": asdict(self.agent.sampling),
+                "generator": asdict(self.generator.sampling),
+                "examples": asdict(self.example_model.sampling),
+                "judges": asdict(self.judges[0].sampling),
             },
             "prompts_version": PROMPTS_VERSION,
             "benchmark": self.benchmark,
@@ -90,18 +212,22 @@ class RunConfig:
 
     # -- recipes of agent-independent artifacts ---------------------------------------------
     def environments_recipe(self, catalog_id: str) -> str:
-        return _recipe(self.generator, self.generator_sampling, PROMPTS_VERSION, catalog_id, self.max_environments)
+        g = self.generator
+        return _recipe(g.model, g.sampling, PROMPTS_VERSION, catalog_id, self.max_environments)
 
     def questions_recipe(self, task: Task, environments_recipe: str) -> str:
         if self.benchmark:
             return self.benchmark
-        return _recipe(
-            self.generator, self.generator_sampling, PROMPTS_VERSION, task.version, self.questions_per_task,
-            environments_recipe,
-        )
+        g = self.generator
+        return _recipe(g.model, g.sampling, PROMPTS_VERSION, task.version, self.questions_per_task, environments_recipe)
 
     def examples_recipe(self, task: Task) -> str:
-        return _recipe(self.example_model, self.example_sampling, PROMPTS_VERSION, task.version)
+        e = self.example_model
+        return _recipe(e.model, e.sampling, PROMPTS_VERSION, task.version)
+
+
+def _positive(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def _recipe(*parts: Any) -> str:

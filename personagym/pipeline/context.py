@@ -1,18 +1,23 @@
-"""The plain data the stages pass along, and the context they share within one run."""
+"""The plain data the stages pass along, the context they share within one run, and the one way a
+stage calls a model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Awaitable, Sequence, TypeVar
 
-from personagym.llm import CallFailure, Gateway
-from personagym.method import Environment, Task
+from personagym.llm import CallFailed, Completion, Gateway, Request
+from personagym.llm.gateway import BoundModel
+from personagym.method import Environment, Messages, Stage, Task
 from personagym.pipeline.config import RunConfig
+from personagym.pipeline.roles import Role
 from personagym.store.runs import RunStore
 
 if TYPE_CHECKING:
     from personagym.pipeline.agents import Agent
     from personagym.progress import Progress
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,19 +44,47 @@ class Context:
     catalog_id: str
     agent: "Agent"
     progress: "Progress"
+    models: dict[Role, BoundModel]  # every role the gateway serves, bound once when the run was prepared
 
-    def fail(
-        self, stage: str, persona: Persona, failure: CallFailure, task: Task | None = None, question: Question | None = None
-    ) -> None:
-        """Record work that failed after its retries: stored with its cause, counted, never scored."""
-        self.store.save_failure(
-            self.run_id,
-            stage,
-            persona.id,
-            failure.model,
-            failure.cause.value,
-            failure.detail,
-            task=task.name if task else None,
-            question_id=question.id if question else None,
-        )
-        self.progress.failed(stage)
+    async def ask(
+        self,
+        stage: Stage,
+        role: Role,
+        messages: Messages,
+        *,
+        persona: Persona,
+        schema: Any = None,
+        task: Task | None = None,
+        questions: Sequence[Question] = (),
+    ) -> Completion | None:
+        """One call of `role`'s model for `stage`: its reply, or None once the failure is recorded."""
+        request = Request.of(*messages, schema=schema, sampling=role.sampling, role=role.kind)
+        return await self.attempt(stage, self.gateway.complete(self.models[role], request), persona, task, questions)
+
+    async def attempt(
+        self,
+        stage: Stage,
+        call: Awaitable[T],
+        persona: Persona,
+        task: Task | None = None,
+        questions: Sequence[Question] = (),
+    ) -> T | None:
+        """Await a call; a failure after its retries is stored with its cause for each question it
+        leaves unanswered (or for the persona), counted, and never scored: the result is None."""
+        try:
+            return await call
+        except CallFailed as exc:
+            failure = exc.failure
+            for question in questions or [None]:
+                self.store.save_failure(
+                    self.run_id,
+                    stage.value,
+                    persona.id,
+                    failure.model,
+                    failure.cause.value,
+                    failure.detail,
+                    task=task.name if task else None,
+                    question_id=question.id if question else None,
+                )
+                self.progress.failed(stage)
+            return None

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field, create_model
 
-from personagym.llm import CallFailed, Request
-from personagym.method import Environment, EnvironmentChoice, prompts
+from personagym.method import Environment, EnvironmentChoice, Stage, prompts
 from personagym.pipeline.context import Context, Persona
 
 
@@ -28,19 +27,17 @@ async def select_environments(ctx: Context, persona: Persona) -> list[Environmen
     names = ctx.store.environments(persona.id, recipe)
     if names is None:
         most = min(ctx.config.max_environments, len(ctx.catalog))
-        request = Request.of(
-            *prompts.environment_selection(persona.text, ctx.catalog, most),
+        completion = await ctx.ask(
+            Stage.ENVIRONMENTS,
+            ctx.config.generator,
+            prompts.environment_selection(persona.text, ctx.catalog, most),
             schema=choice_schema(tuple(e.name for e in ctx.catalog), most),
-            sampling=ctx.config.generator_sampling,
-            role="generator",
+            persona=persona,
         )
-        try:
-            completion = await ctx.gateway.complete(ctx.config.generator, request)
-        except CallFailed as exc:
-            ctx.fail("environments", persona, exc.failure)
+        if completion is None:
             return None
         names = list(dict.fromkeys(completion.parsed.environments))  # a repeated name counts once
         ctx.store.save_environments(persona.id, recipe, names)
-    ctx.progress.done("environments")
+    ctx.progress.done(Stage.ENVIRONMENTS)
     by_name = {e.name: e for e in ctx.catalog}
     return [by_name[n] for n in names if n in by_name]

@@ -7,8 +7,7 @@ showed them to its judges; here they are part of every judge prompt.)
 
 from __future__ import annotations
 
-from personagym.llm import CallFailed, Request
-from personagym.method import ScoreExamples, prompts
+from personagym.method import ScoreExamples, Stage, prompts
 from personagym.pipeline.context import Context, Question
 
 
@@ -16,18 +15,18 @@ async def write_examples(ctx: Context, question: Question) -> dict[int, str] | N
     recipe = ctx.config.examples_recipe(question.task)
     examples = ctx.store.examples(question.id, recipe)
     if examples is None:
-        request = Request.of(
-            *prompts.score_examples(question.persona.text, question.text, question.task),
+        completion = await ctx.ask(
+            Stage.EXAMPLES,
+            ctx.config.example_model,
+            prompts.score_examples(question.persona.text, question.text, question.task),
             schema=ScoreExamples,
-            sampling=ctx.config.example_sampling,
-            role="examples",
+            persona=question.persona,
+            task=question.task,
+            questions=[question],
         )
-        try:
-            completion = await ctx.gateway.complete(ctx.config.example_model, request)
-        except CallFailed as exc:
-            ctx.fail("examples", question.persona, exc.failure, task=question.task, question=question)
+        if completion is None:
             return None
         examples = completion.parsed.by_level()
         ctx.store.save_examples(question.id, recipe, examples)
-    ctx.progress.done("examples")
+    ctx.progress.done(Stage.EXAMPLES)
     return examples

@@ -6,8 +6,7 @@ import functools
 
 from pydantic import Field, create_model, field_validator
 
-from personagym.llm import CallFailed, Request
-from personagym.method import Environment, Questions, Task, prompts
+from personagym.method import Environment, Questions, Stage, Task, prompts
 from personagym.method.schemas import QuestionText
 from personagym.pipeline.context import Context, Persona, Question
 
@@ -42,20 +41,19 @@ async def write_questions(
     stored = ctx.store.questions(persona.id, task.name, recipe)
     if stored is None:
         n = ctx.config.questions_per_task
-        request = Request.of(
-            *prompts.question_writing(persona.text, environments, task, n),
+        completion = await ctx.ask(
+            Stage.QUESTIONS,
+            ctx.config.generator,
+            prompts.question_writing(persona.text, environments, task, n),
             schema=questions_schema(n),
-            sampling=ctx.config.generator_sampling,
-            role="generator",
+            persona=persona,
+            task=task,
         )
-        try:
-            completion = await ctx.gateway.complete(ctx.config.generator, request)
-        except CallFailed as exc:
-            ctx.fail("questions", persona, exc.failure, task=task)
+        if completion is None:
             return None
         texts = [" ".join(q.split()) for q in completion.parsed.questions]
         stored = ctx.store.save_questions(persona.id, task.name, recipe, texts)
-    ctx.progress.done("questions")
+    ctx.progress.done(Stage.QUESTIONS)
     return attach(ctx, persona, task, stored)
 
 

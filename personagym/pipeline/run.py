@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 from typing import Mapping, Sequence
 
-from personagym.method import Task
+from personagym.method import Stage, Task
 from personagym.pipeline.answers import answer
 from personagym.pipeline.context import Context, Persona, Question
 from personagym.pipeline.environments import select_environments
 from personagym.pipeline.examples import write_examples
 from personagym.pipeline.judging import judge_batch
 from personagym.pipeline.questions import fixed_questions, write_questions
+from personagym.pipeline.roles import Role
 
 
 async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, Sequence[str]] | None) -> None:
@@ -39,7 +40,7 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
     answers = {q.id: asyncio.ensure_future(answer(ctx, q)) for q in questions}
     examples = {q.id: asyncio.ensure_future(write_examples(ctx, q)) for q in questions}
 
-    async def grade(judge: str, batch: list[Question]) -> None:
+    async def grade(judge: Role, batch: list[Question]) -> None:
         items = []
         for q in batch:
             text, anchors = await answers[q.id], await examples[q.id]
@@ -51,8 +52,8 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
     size = ctx.config.judge_batch
     jobs = []
     for judge in ctx.config.judges:
-        done = ctx.store.judged(ctx.run_id, judge, [q.id for q in questions])
-        ctx.progress.done("verdicts", sum(q.id in done for q in questions))
+        done = ctx.store.judged(ctx.run_id, judge.model, [q.id for q in questions])
+        ctx.progress.done(Stage.VERDICTS, sum(q.id in done for q in questions))
         pending = [q for q in questions if q.id not in done]
         jobs += [grade(judge, pending[i : i + size]) for i in range(0, len(pending), size)]
     try:
