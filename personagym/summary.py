@@ -9,6 +9,38 @@ def _score(value: float | None) -> str:
     return "  -  " if value is None else f"{value:.2f}"
 
 
+# What to do about each cause of failure. Only some go away by running the same command again.
+ADVICE = {
+    "timeout": "rerun to retry them",
+    "rate_limited": "rerun to retry them (or lower --concurrency, --rpm, --tpm)",
+    "server_error": "rerun to retry them",
+    "connection": "start the server or fix its base URL, then rerun",
+    "malformed_response": "rerun to retry them",
+    "invalid_output": "rerun to retry them; if they persist, the model cannot follow the JSON asked: use a stronger one",
+    "truncated": "answers hit the token limit: raise --agent-max-tokens (or the model's budget) and rerun",
+    "auth": "a key was refused: fix OPENAI_API_KEY / ANTHROPIC_API_KEY (or the config's api_key), then rerun",
+    "not_found": "a server does not know a model (it may be retired): choose another with the role's flag",
+    "bad_request": "a server refused the request itself (see its message): a rerun will not help; check it speaks the "
+    "provider's API, or set --structured-output",
+}
+_STUCK = ("auth", "not_found", "bad_request")  # the server's own words matter for these
+
+
+def failure_lines(failures: dict[str, Any]) -> list[str]:
+    """Where the failures are, why, and what to do: one line per cause, with the server's own words
+    for those a rerun cannot fix."""
+    lines = []
+    for cause, n in failures["by_cause"].items():
+        items = [f for f in failures.get("items", []) if f["cause"] == cause]
+        stages = sorted({f["stage"] for f in items})
+        where = f" in {', '.join(stages)}" if stages else ""
+        said = ""
+        if cause in _STUCK and items:
+            said = f" ({items[0]['model']}: {' '.join(str(items[0]['detail']).split())[:160]})"
+        lines.append(f"  {cause} {n}{where}{said}: {ADVICE.get(cause, 'rerun to retry them')}")
+    return lines
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
     run, scores, failures = results["run"], results["scores"], results["failures"]
     config = run["config"]
@@ -22,7 +54,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     if failures["total"]:
         causes = ", ".join(f"{cause} {n}" for cause, n in failures["by_cause"].items())
         stages = ", ".join(f"{stage} {n}" for stage, n in failures["by_stage"].items())
-        lines.append(f"failures: {failures['total']} (by cause: {causes}; by stage: {stages}); rerun to retry them")
+        lines.append(f"failures: {failures['total']} (by cause: {causes}; by stage: {stages})")
+        lines += failure_lines(failures)
     total = results["usage"]["total"]
     cost = "unknown" if total["cost"] is None else f"${total['cost']:.4f}"
     lines.append(

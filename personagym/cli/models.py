@@ -19,9 +19,13 @@ def models() -> None:
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("--openai-base-url", metavar="URL", help="Base URL of an OpenAI-compatible server.")
 @click.option("--anthropic-base-url", metavar="URL", help="Base URL for the Anthropic API.")
+@click.option("--structured-output", type=click.Choice(["auto", "json_schema", "json_object", "tools", "prompt"]), help="How to ask OpenAI-compatible servers for JSON (default auto: find what each takes).")
 @click.pass_context
-def models_check(ctx: click.Context, specs: tuple[str, ...], openai_base_url: str | None, anthropic_base_url: str | None) -> None:
-    """Send one tiny request to each model and say plainly whether it answers.
+def models_check(
+    ctx: click.Context, specs: tuple[str, ...], openai_base_url: str | None, anthropic_base_url: str | None,
+    structured_output: str | None,
+) -> None:
+    """Check that each model gives what a run needs: a plain reply and a structured (JSON) reply.
 
     \b
     Examples:
@@ -38,7 +42,7 @@ def models_check(ctx: click.Context, specs: tuple[str, ...], openai_base_url: st
     """
     from personagym.llm.check import check_models
 
-    settings = settings_from(ctx.obj["config"], openai_base_url, anthropic_base_url)
+    settings = settings_from(ctx.obj["config"], openai_base_url, anthropic_base_url, structured_output)
     results = asyncio.run(check_models(list(specs), settings))
     for r in results:
         if r.ok:

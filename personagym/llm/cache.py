@@ -79,3 +79,14 @@ class Cache:
         else:
             cur = self.conn.execute("DELETE FROM llm_cache WHERE model = ?", (model,))
         return cur.rowcount
+
+
+def learned_shapes(conn: sqlite3.Connection) -> dict[str, str]:
+    """The structured-output shape each server was found to take, by public base URL."""
+    return dict(conn.execute("SELECT server, shape FROM server_shapes"))
+
+
+def remember_shape(conn: sqlite3.Connection, server: str, shape: str) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO server_shapes (server, shape, updated_at) VALUES (?, ?, ?)", (server, shape, time.time())
+    )

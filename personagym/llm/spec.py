@@ -50,6 +50,9 @@ class ProviderSettings:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     timeout: float = 120.0
+    # How structured replies are asked of an OpenAI-compatible server: "auto" negotiates
+    # (personagym.llm.structured), or one shape: json_schema, json_object, tools, prompt.
+    structured: str = "auto"
 
 
 def resolve_settings(provider: str, *, flags: dict | None = None, config: dict | None = None) -> ProviderSettings:
@@ -67,10 +70,12 @@ def resolve_settings(provider: str, *, flags: dict | None = None, config: dict |
         return (env.get(env_name) or None) if env_name else None
 
     timeout = flags.get("timeout") or config.get("timeout") or 120.0
+    structured = flags.get("structured_output") or config.get("structured_output") or "auto"
     return ProviderSettings(
         base_url=pick("base_url", ENV_BASE_URLS.get(provider)),
         api_key=pick("api_key", ENV_KEYS.get(provider)),
         timeout=float(timeout),
+        structured=str(structured),
     )
 
 

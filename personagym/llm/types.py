@@ -129,6 +129,7 @@ class ProviderError(Exception):
     detail: str
     retry_after: float | None = None
     extra: dict = field(default_factory=dict)
+    status: int | None = None  # the HTTP status, when the server answered with one
 
     def __str__(self) -> str:
         return f"{self.cause.value}: {self.detail}"

@@ -67,7 +67,7 @@ def classify_status(status: int, message: str, headers: Mapping[str, str] | None
         cause = Cause.NOT_FOUND
     else:
         cause = Cause.BAD_REQUEST
-    return ProviderError(cause, f"HTTP {status}: {message[:300]}", retry_after_seconds(headers))
+    return ProviderError(cause, f"HTTP {status}: {message[:300]}", retry_after_seconds(headers), status=status)
 
 
 def error_message(body: Any, fallback: str) -> str:

@@ -20,7 +20,8 @@ from personagym.errors import ConfigError
 from personagym.llm.providers.base import schema_of, sdk_errors
 from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
-from personagym.llm.types import Cause, ProviderError, Reply, Request
+from personagym.llm.structured import TOOL_NAME, Negotiator, Shape, body_fields, parse_choice, prompt_instructions
+from personagym.llm.types import Cause, Message, ProviderError, Reply, Request
 
 OFFICIAL_URL = "https://api.openai.com/v1"
 
@@ -47,17 +48,24 @@ class OpenAIProvider:
             timeout=None,
             http_client=http_client(),
         )
+        self.where = public_url(self.base_url) or OFFICIAL_URL
+        self.negotiator = Negotiator(forced=parse_choice(settings.structured, "--structured-output"))
 
     def identity(self) -> dict[str, Any]:
         return {"provider": "openai", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
 
     async def generate(self, request: Request) -> Reply:
+        if request.schema is None:
+            return await self._post(request, Shape.JSON_SCHEMA)
+        return await self.negotiator.run(lambda shape: self._post(request, shape))
+
+    async def _post(self, request: Request, shape: Shape) -> Reply:
         # Serialised here: the SDK sends bytes as they are, without deep-copying the body.
-        body = json.dumps(request_body(self.model, self.base_url, request)).encode()
-        with sdk_errors(openai, public_url(self.base_url) or OFFICIAL_URL):
+        body = json.dumps(request_body(self.model, self.base_url, request, shape)).encode()
+        with sdk_errors(openai, self.where):
             response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
             data = json.loads(response.content)
-        return parse_completion(data)
+        return parse_completion(data, shape if request.schema is not None else None)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -67,12 +75,16 @@ class OpenAIProvider:
 # line carries exactly the body the online call would post and its answer is read by the same code.
 
 
-def request_body(model: str, base_url: str | None, request: Request) -> dict[str, Any]:
-    """The JSON body of one chat completion request for `model` at `base_url` (None: OpenAI's own API)."""
+def request_body(model: str, base_url: str | None, request: Request, shape: Shape = Shape.JSON_SCHEMA) -> dict[str, Any]:
+    """The JSON body of one chat completion request for `model` at `base_url` (None: OpenAI's own
+    API), asking for a structured reply, when the request has a schema, in `shape`."""
     s = request.sampling
+    messages = request.messages
+    if request.schema is not None and shape is Shape.PROMPT:
+        messages = _with_instructions(messages, prompt_instructions(schema_of(request.schema)))
     params: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
         "temperature": s.temperature,
     }
     # OpenAI's own API has renamed max_tokens; many compatible servers only know the old name.
@@ -82,23 +94,42 @@ def request_body(model: str, base_url: str | None, request: Request) -> dict[str
     if s.seed is not None:
         params["seed"] = s.seed
     if request.schema is not None:
-        params["response_format"] = {
-            "type": "json_schema",
-            # Not strict: strict mode rejects common schema keywords; the gateway validates anyway.
-            "json_schema": {"name": request.schema.__name__, "schema": schema_of(request.schema), "strict": False},
-        }
+        params.update(body_fields(shape, request.schema.__name__, schema_of(request.schema)))
     if request.extra_body:
         params.update(request.extra_body)
     return params
 
 
-def parse_completion(data: Any) -> Reply:
-    """A chat.completion response body as a Reply; ProviderError when it is not one."""
+def _with_instructions(messages: tuple[Message, ...], instructions: str) -> tuple[Message, ...]:
+    """The schema instructions appended to the last user message (where every chat server reads)."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    if last is None:
+        return (*messages, Message("user", instructions))
+    return (*messages[:last], Message("user", f"{messages[last].content}\n\n{instructions}"), *messages[last + 1 :])
+
+
+def parse_completion(data: Any, shape: Shape | None = None) -> Reply:
+    """A chat.completion response body as a Reply; ProviderError when it is not one. A reply to a
+    forced tool call carries its JSON in the call's arguments."""
     try:
         choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content")
+        if shape is Shape.TOOLS and message.get("tool_calls"):
+            call = message["tool_calls"][0]["function"]
+            text = call["arguments"] if call.get("name") in (TOOL_NAME, None) else None
         finish = choice.get("finish_reason") or "stop"
         usage = data.get("usage") or {}
-        return Reply(text, finish, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise ProviderError(Cause.MALFORMED_RESPONSE, "response lacks choices[0].message") from None
+    if text is not None and not isinstance(text, str):
+        raise ProviderError(Cause.MALFORMED_RESPONSE, f"message content is a {type(text).__name__}, not text")
+    if finish == "tool_calls":
+        finish = "stop"
+    return Reply(text or "", str(finish), _tokens(prompt_tokens), _tokens(completion_tokens))
+
+
+def _tokens(value: Any) -> int:
+    """A token count as the server reported it; anything but a plausible whole number counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
