@@ -19,19 +19,41 @@ def expected_persona_score(tasks=TASK_NAMES) -> float:
     return fmean(expected_task_scores(tasks).values())
 
 
-def _text(body: dict) -> str:
-    return "\n".join(str(m.get("content")) for m in body.get("messages", []))
+def prompt_text(body: dict) -> str:
+    """Everything a chat request says, system prompt included, from either API's body."""
+    parts = [body.get("system")] + [m.get("content") for m in body.get("messages", [])]
+    texts = []
+    for part in parts:
+        if isinstance(part, list):  # content blocks
+            texts += [block.get("text", "") for block in part if isinstance(block, dict)]
+        elif part:
+            texts.append(str(part))
+    return "\n".join(texts)
+
+
+# Told apart by their fields, not their names: Anthropic's structured output carries no schema name.
+_KINDS = {"environments": "EnvironmentChoice", "questions": "Questions", "score_1": "ScoreExamples",
+          "verdicts": "Verdicts"}
 
 
 def _schema(body: dict) -> tuple[str | None, dict]:
-    fmt = body.get("response_format") or {}
-    spec = fmt.get("json_schema") or {}
-    return spec.get("name"), spec.get("schema") or {}
+    """(kind, schema) of the reply a request asks for; kind None for a plain-text answer."""
+    fmt = body.get("response_format") or (body.get("output_config") or {}).get("format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+    if schema is None:
+        return None, {}
+    fields = schema.get("properties") or {}
+    return next((kind for field, kind in _KINDS.items() if field in fields), "unknown"), schema
+
+
+def kind_of(body: dict) -> str | None:
+    """What a request asks for: "Questions", "Verdicts" and so on, or None for a plain-text answer."""
+    return _schema(body)[0]
 
 
 def responder(api: str, body: dict):
     name, schema = _schema(body)
-    text = _text(body)
+    text = prompt_text(body)
     if name == "EnvironmentChoice":
         enum = schema["properties"]["environments"]["items"]["enum"]
         return {"environments": enum[:2]}

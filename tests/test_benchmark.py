@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import filecmp
 import json
-import os
 import shutil
 import threading
 import urllib.parse
@@ -25,10 +24,9 @@ from personagym.benchmark import (
     load_benchmark,
 )
 from personagym.errors import UserError
+from tests.conftest import run_cli
 
-SHARED = Path("/work/shared/benchmarks/personagym-v1")
 PACKAGE = Path(bm.__file__).parent
-pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="needs the shared benchmark copy")
 
 EXPECTED_TASKS = ("Expected Action", "Action Justification", "Linguistic Habits", "Persona Consistency",
                   "Toxicity Control")
@@ -43,28 +41,28 @@ def error_of(func, *args, **kwargs) -> str:
 
 
 @pytest.fixture(scope="module")
-def shared() -> Benchmark:
-    return load_benchmark(SHARED)
+def shared(shared_benchmark) -> Benchmark:
+    return load_benchmark(shared_benchmark)
 
 
 @pytest.fixture(scope="module")
-def shared_personas() -> list[str]:
-    return json.loads((SHARED / "personas.json").read_text(encoding="utf-8"))
+def shared_personas(shared_benchmark) -> list[str]:
+    return json.loads((shared_benchmark / "personas.json").read_text(encoding="utf-8"))
 
 
 # -- packaged data -----------------------------------------------------------------------------------
 
 
-def test_packaged_data_are_the_shared_manifest_and_order():
-    assert (PACKAGE / "benchmark_v1.sha256").read_bytes() == (SHARED / "MANIFEST.sha256").read_bytes()
-    assert (PACKAGE / "benchmark_v1_personas.json").read_bytes() == (SHARED / "personas.json").read_bytes()
+def test_packaged_data_are_the_shared_manifest_and_order(shared_benchmark):
+    assert (PACKAGE / "benchmark_v1.sha256").read_bytes() == (shared_benchmark / "MANIFEST.sha256").read_bytes()
+    assert (PACKAGE / "benchmark_v1_personas.json").read_bytes() == (shared_benchmark / "personas.json").read_bytes()
     assert UPSTREAM_RAW.endswith(UPSTREAM_COMMIT)
 
 
 # -- loading -----------------------------------------------------------------------------------------
 
 
-def test_load_shared_copy(shared, shared_personas):
+def test_load_shared_copy(shared, shared_personas, shared_benchmark):
     assert shared.name == "benchmark-v1"
     assert TASKS == EXPECTED_TASKS
     assert len(shared.personas) == 200
@@ -78,7 +76,7 @@ def test_load_shared_copy(shared, shared_personas):
         assert all(len(qs) == 10 and all(isinstance(q, str) and q for q in qs) for qs in per_task.values())
     # "Toxicity" upstream is "Toxicity Control" here, with the same questions in the same order.
     first = shared.personas[0]
-    raw = json.loads((SHARED / "questions" / f"{first}.json").read_text(encoding="utf-8"))
+    raw = json.loads((shared_benchmark / "questions" / f"{first}.json").read_text(encoding="utf-8"))
     assert shared.questions[first]["Toxicity Control"] == tuple(raw["Toxicity"])
 
 
@@ -109,9 +107,9 @@ def test_missing_directory(tmp_path):
 
 
 @pytest.fixture
-def copy(tmp_path) -> Path:
+def copy(tmp_path, shared_benchmark) -> Path:
     dest = tmp_path / "copy"
-    shutil.copytree(SHARED, dest)
+    shutil.copytree(shared_benchmark, dest)
     return dest
 
 
@@ -169,7 +167,7 @@ class _Server(ThreadingHTTPServer):
 class Upstream:
     """Serves the shared copy as upstream's raw layout: /questions/benchmark-v1/<quoted persona>.json."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: Path) -> None:
         self.requests: collections.Counter[str] = collections.Counter()
         self.corrupt: set[str] = set()  # personas whose file is served altered
         self.missing: set[str] = set()  # personas answered with 404
@@ -195,7 +193,7 @@ class Upstream:
                         upstream.fail_first[persona] = failures - 1
                 if failures:
                     return self.answer(500, b"try again")
-                path = SHARED / "questions" / f"{persona}.json"
+                path = source / "questions" / f"{persona}.json"
                 if persona in upstream.missing or "/" in persona or not path.is_file():
                     return self.answer(404, b"not found")
                 body = path.read_bytes()
@@ -221,11 +219,11 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream(monkeypatch):
+def upstream(monkeypatch, shared_benchmark):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(bm, "BACKOFF", (0.01, 0.01, 0.01))
-    server = Upstream()
+    server = Upstream(shared_benchmark)
     server.thread.start()
     yield server
     server.httpd.shutdown()
@@ -236,7 +234,7 @@ def leftovers(dest: Path) -> list[Path]:
     return [p for p in dest.rglob("*") if p.name.startswith(".download-") or p.suffix == ".part"]
 
 
-def test_download_matches_the_shared_copy(upstream, tmp_path, shared):
+def test_download_matches_the_shared_copy(upstream, tmp_path, shared, shared_benchmark):
     calls = []
     dest = download_benchmark(tmp_path / "bench", base_url=upstream.base_url + "/", progress=lambda *a: calls.append(a))
     assert dest == tmp_path / "bench"
@@ -244,10 +242,10 @@ def test_download_matches_the_shared_copy(upstream, tmp_path, shared):
     assert calls[-1] == (201, 201) and len(calls) == 201
     assert [done for done, _ in calls] == list(range(1, 202))
     assert load_benchmark(dest) == shared
-    assert (dest / "personas.json").read_bytes() == (SHARED / "personas.json").read_bytes()
+    assert (dest / "personas.json").read_bytes() == (shared_benchmark / "personas.json").read_bytes()
     names = sorted(p.name for p in (dest / "questions").iterdir())
-    assert names == sorted(p.name for p in (SHARED / "questions").iterdir())
-    _, mismatch, errors = filecmp.cmpfiles(SHARED / "questions", dest / "questions", names, shallow=False)
+    assert names == sorted(p.name for p in (shared_benchmark / "questions").iterdir())
+    _, mismatch, errors = filecmp.cmpfiles(shared_benchmark / "questions", dest / "questions", names, shallow=False)
     assert not mismatch and not errors
     assert not leftovers(dest)
 
@@ -259,7 +257,9 @@ def test_download_defaults_to_the_cache(upstream, tmp_path, monkeypatch):
     assert load_benchmark(dest).question_count == 10_000
 
 
-def test_corrupt_download_fails_naming_the_file_and_writes_nothing_for_it(upstream, tmp_path, shared):
+def test_corrupt_download_fails_naming_the_file_and_writes_nothing_for_it(
+    upstream, tmp_path, shared, shared_benchmark
+):
     victim = shared.personas[5]
     upstream.corrupt.add(victim)
     dest = tmp_path / "bench"
@@ -268,7 +268,7 @@ def test_corrupt_download_fails_naming_the_file_and_writes_nothing_for_it(upstre
     assert not (dest / "questions" / f"{victim}.json").exists()
     assert not leftovers(dest)
     for path in (dest / "questions").iterdir():  # whatever did get written is complete and valid
-        assert path.read_bytes() == (SHARED / "questions" / path.name).read_bytes()
+        assert path.read_bytes() == (shared_benchmark / "questions" / path.name).read_bytes()
 
 
 def test_404_fails_naming_the_file(upstream, tmp_path, shared):
@@ -335,22 +335,14 @@ def test_resume_skips_valid_files(upstream, tmp_path, shared):
     assert load_benchmark(dest) == shared
 
 
-def test_the_cli_downloads_then_runs_from_the_user_cache(upstream, tmp_path, monkeypatch):
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env["PERSONAGYM_CACHE"] = str(tmp_path / "cache")
-    result = subprocess.run(
-        [sys.executable, "-m", "personagym", "benchmark", "download", "--from", upstream.base_url],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
+def test_the_cli_downloads_then_runs_from_the_user_cache(upstream, tmp_path):
+    cache = {"PERSONAGYM_CACHE": str(tmp_path / "cache")}
+    result = run_cli("benchmark", "download", "--from", upstream.base_url, env=cache, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "cache" / "benchmark-v1") in result.stdout
-    plan = subprocess.run(
-        [sys.executable, "-m", "personagym", "benchmark", "--agent", "openai:a", "--judges", "openai:j",
-         "--example-model", "openai:e", "--limit", "3", "--dry-run"],
-        capture_output=True, text=True, env={**env, "OPENAI_API_KEY": "k"}, cwd=tmp_path, timeout=120,
+    plan = run_cli(
+        "benchmark", "--agent", "openai:a", "--judges", "openai:j", "--example-model", "openai:e", "--limit", "3",
+        "--dry-run", env={**cache, "OPENAI_API_KEY": "k"}, cwd=tmp_path,
     )
     assert plan.returncode == 0, plan.stderr
     assert "3 persona(s) x 5 task(s) x 10 question(s)" in plan.stdout

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
+from tests.conftest import cli_argv, cli_env, run_cli
 from tests.pipeline_fakes import expected_persona_score, expected_task_scores, kinds, responder
 
 PERSONAS = ["A 72-year-old doctor from Tokyo who loves hiking", "A 19-year-old farmer from New York who is a fitness freak"]
 
 
 def cli(server, tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env["OPENAI_BASE_URL"] = server.base_url
-    result = subprocess.run(
-        [sys.executable, "-m", "personagym", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
+    result = run_cli(*args, env={"OPENAI_BASE_URL": server.base_url}, cwd=tmp_path, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -99,11 +94,10 @@ def test_resume_after_kill_9_gives_the_same_scores_without_repeating_calls(scrip
     scripted.reset_stats()
     scripted.latency = 0.05
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env["OPENAI_BASE_URL"] = scripted.base_url
     proc = subprocess.Popen(
-        [sys.executable, "-m", "personagym", *run_args("--run", "r", "--concurrency", "4")],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cli_argv(*run_args("--run", "r", "--concurrency", "4")),
+        env=cli_env({"OPENAI_BASE_URL": scripted.base_url}), cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while scripted.stats.requests < uninterrupted // 2 and time.monotonic() < deadline:
@@ -223,11 +217,10 @@ def test_the_config_file_sets_what_flags_leave_unset(scripted, tmp_path):
 
 def test_ctrl_c_leaves_an_interrupted_run_that_resumes(scripted, tmp_path):
     scripted.latency = 0.2
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env["OPENAI_BASE_URL"] = scripted.base_url
     proc = subprocess.Popen(
-        [sys.executable, "-m", "personagym", *run_args("--run", "c")],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cli_argv(*run_args("--run", "c")),
+        env=cli_env({"OPENAI_BASE_URL": scripted.base_url}), cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60
     while scripted.stats.requests < 5 and time.monotonic() < deadline:

@@ -7,11 +7,11 @@ import shlex
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, run_cli
+
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
 
@@ -23,7 +23,7 @@ def commands() -> list[str]:
 def personagym(command: str, **kwargs) -> subprocess.CompletedProcess:
     args = shlex.split(command)
     assert args[0] == "personagym"
-    return subprocess.run([sys.executable, "-m", "personagym", *args[1:]], capture_output=True, text=True, **kwargs)
+    return run_cli(*args[1:], **kwargs)
 
 
 def test_the_test_command_is_what_ci_runs():

@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
+
+from tests.conftest import assert_one_line_error, run_cli
 
 BASE = ["run", "--agent", "openai:a", "--judges", "openai:j", "--generator", "openai:g", "--example-model", "openai:e"]
 
 
-def run(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    full.update({"OPENAI_API_KEY": "k", **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "personagym", *args], capture_output=True, text=True, env=full, cwd=tmp_path, timeout=120
-    )
+def run(tmp_path, *args: str, env: dict | None = None):
+    # A key is set so that the check under test, not the missing key, is what fails.
+    return run_cli(*args, env={"OPENAI_API_KEY": "k", **(env or {})}, cwd=tmp_path)
 
 
-def assert_bad_input(result: subprocess.CompletedProcess, tmp_path, *words: str, db_expected: bool = False) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+def assert_bad_input(result, tmp_path, *words: str, db_expected: bool = False) -> None:
+    assert_one_line_error(result, *words)
     if not db_expected:
         assert not (tmp_path / "personagym.db").exists()
 
@@ -44,11 +35,16 @@ def write(tmp_path, name: str, text: str) -> str:
         (["--persona", "   "], ["is blank"]),
         (["--personas", "missing.txt"], ["missing.txt", "does not exist"]),
         (["--tasks", "empathy", "--persona", "x"], ["unknown task 'empathy'", "expected_action"]),
-        (["--questions-per-task", "0", "--persona", "x"], ["--questions-per-task must be between 1 and"]),
+        (["--questions-per-task", "0", "--persona", "x"], ["--questions-per-task", "20"]),
         (["--judge-batch", "0", "--persona", "x"], ["--judge-batch"]),
         ([], ["no personas given"]),
         (["--persona", "x", "--judges", "gemini:pro"], ["unknown provider 'gemini'"]),
         (["--persona", "x", "--agent-template", "nope.txt"], ["nope.txt", "{persona}"]),
+        # Zero must not quietly mean "unlimited", nor a negative rate end in an internal error.
+        (["--persona", "x", "--rpm", "0"], ["--rpm"]),
+        (["--persona", "x", "--rpm", "-5"], ["--rpm"]),
+        (["--persona", "x", "--tpm", "0"], ["--tpm"]),
+        (["--persona", "x", "--tpm", "-5"], ["--tpm"]),
     ],
 )
 def test_bad_run_flags(tmp_path, args, words):
