@@ -151,6 +151,9 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
 
 def run_usage(store: RunStore, run_id: int, prices: PriceTable | None = None) -> Usage:
     """The run's bill, rebuilt from its stored calls (so it survives restarts and spans resumes)."""
+    if prices is None:  # read later: the prices the run was billed at, over today's built-in table
+        table = PriceTable.load()
+        prices = PriceTable({**table.prices, **store.prices(run_id)})
     usage = Usage(prices)
     for model, role, ok, cached, attempts, pt, ct, cause, batch in store.conn.execute(
         "SELECT model, role, ok, cached, attempts, prompt_tokens, completion_tokens, cause, batch FROM calls "

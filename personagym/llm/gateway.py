@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 import random
 import re
@@ -138,9 +139,21 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 def parse_structured(schema: Any, text: str) -> Any:
-    """Validate a reply against its schema. Tolerates a Markdown fence round the JSON, nothing more."""
+    """Validate a reply against its schema. Tolerates a Markdown fence round the JSON, and raw line
+    breaks or tabs inside its strings (llama.cpp's grammar lets models write them; the meaning is
+    plain), nothing more."""
     match = _FENCE.match(text)
-    return schema.model_validate_json(match.group(1) if match else text)
+    body = match.group(1) if match else text
+    try:
+        return schema.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        if not any(e["type"] == "json_invalid" and "control character" in e["msg"] for e in exc.errors()):
+            raise
+        try:
+            relaxed = json.dumps(json.loads(body, strict=False))
+        except ValueError:
+            raise exc from None
+        return schema.model_validate_json(relaxed)
 
 
 class Gateway:

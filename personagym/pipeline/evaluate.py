@@ -56,6 +56,9 @@ class Prepared:
     def shard(self) -> tuple[int, int] | None:
         return self.config.shard
 
+    def models_used(self) -> list[str]:
+        return [role.model for role in self.models]
+
 
 def prepare(
     personas: Sequence[str] | None,
@@ -141,6 +144,8 @@ async def execute(prepared: Prepared, db: str | Path) -> dict[str, Any]:
     run_id = store.open_run(prepared.name, config.stored())
     gateway.cache = Cache(conn)
     gateway.on_call = lambda call: store.save_call(run_id, call)
+    prices = gateway.usage.prices
+    store.set_prices(run_id, {m: p for m in {*prepared.models_used()} if (p := prices.lookup(m)) is not None})
     gateway.use_shapes(learned_shapes(conn))
     gateway.on_shape = lambda server, shape: remember_shape(conn, server, shape)
     if gateway.batch is not None:

@@ -147,4 +147,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        5,
+        "run prices",
+        """
+        -- The prices a run was billed at (USD per million tokens, per model it used), so an export,
+        -- `show` or a report later, without the user's --prices file, shows the bill the run showed.
+        ALTER TABLE runs ADD COLUMN prices TEXT;
+        """,
+    ),
 ]

@@ -61,6 +61,13 @@ class RunStore:
             self.conn.execute("DELETE FROM failures WHERE run_id = ?", (existing.id,))  # retried now
         return existing.id
 
+    def set_prices(self, run_id: int, prices: dict[str, dict[str, float]]) -> None:
+        self.conn.execute("UPDATE runs SET prices = ? WHERE id = ?", (json.dumps(prices, sort_keys=True), run_id))
+
+    def prices(self, run_id: int) -> dict[str, dict[str, float]]:
+        row = self.conn.execute("SELECT prices FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
     def set_status(self, run_id: int, status: str) -> None:
         self.conn.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), run_id))
 
