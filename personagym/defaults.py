@@ -19,6 +19,11 @@ QUESTIONS_PER_TASK = 10
 ENVIRONMENTS = 5
 JUDGE_BATCH = 5
 
+# Grading.
+RUBRICS = "own"  # this project's rubrics ("upstream": upstream's files, downloaded and verified)
+JUDGE_SAMPLES = 1  # draws per judge and item, averaged
+JUDGE_ORDER = "shuffled"  # items in a judge batch: a seeded permutation ("fixed": upstream's order)
+
 # How hard to push and how long to wait.
 CONCURRENCY = 16  # calls in flight per model and endpoint
 MAX_ATTEMPTS = 6

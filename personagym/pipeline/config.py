@@ -51,6 +51,10 @@ class RunConfig:
     questions_per_task: int = defaults.QUESTIONS_PER_TASK
     max_environments: int = defaults.ENVIRONMENTS
     judge_batch: int = defaults.JUDGE_BATCH  # question/answer pairs per judge call, as in the paper
+    rubrics: str = defaults.RUBRICS  # "own" (personagym/method/tasks.toml) or "upstream" (downloaded)
+    rubrics_dir: str | Path | None = None  # a local copy of upstream's method files (--rubrics upstream)
+    judge_samples: int = defaults.JUDGE_SAMPLES  # draws per judge and item, averaged
+    judge_order: str = defaults.JUDGE_ORDER  # "shuffled" (seeded, stored with the verdicts) or "fixed"
     agent_template: str | None = None  # system prompt with {persona}; None = the default
     persona_field: str | None = None  # send the persona in this body field, not a system message
     catalog: str | Path | None = None  # the user's environment catalog file; None = the packaged one
@@ -80,6 +84,12 @@ class RunConfig:
                 raise InvalidParameter(param, f"must be between 1 and {most} (the paper uses {paper}); got {value!r}")
         if not self.judges:
             raise InvalidParameter("judges", "needs at least one model spec (the paper uses two)")
+        if self.rubrics not in ("own", "upstream"):
+            raise InvalidParameter("rubrics", f"must be own or upstream; got {self.rubrics!r}")
+        if self.judge_order not in ("shuffled", "fixed"):
+            raise InvalidParameter("judge_order", f"must be shuffled or fixed; got {self.judge_order!r}")
+        if isinstance(self.judge_samples, bool) or not isinstance(self.judge_samples, int) or not 1 <= self.judge_samples <= 10:
+            raise InvalidParameter("judge_samples", f"must be a whole number from 1 to 10; got {self.judge_samples!r}")
         if not self.tasks:
             raise InvalidParameter("tasks", "names no task: use e.g. expected_action,linguistic_habits")
         for role in (self.agent, self.generator, self.example_model, *self.judges):
@@ -197,6 +207,9 @@ class RunConfig:
             "questions_per_task": self.questions_per_task,
             "max_environments": self.max_environments,
             "judge_batch": self.judge_batch,
+            "rubrics": self.rubrics,
+            "judge_samples": self.judge_samples,
+            "judge_order": self.judge_order,
             "sampling": {
                 "agent": asdict(self.agent.sampling),
                 "generator": asdict(self.generator.sampling),
