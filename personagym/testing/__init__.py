@@ -1,8 +1,6 @@
 """Test and dry-run helpers. `FakeServer` is imported lazily, so `python -m
 personagym.testing.fake_server` does not find its own module already imported."""
 
-__all__ = ["FakeServer"]
-
 
 def __getattr__(name: str):
     if name == "FakeServer":
