@@ -1,15 +1,19 @@
 """Every default of a run, in one place: the library's config, the CLI's help and the docs read them
 from here. Plain values only, so the CLI can show them without importing the library."""
 
-# Models per role (paper: GPT-4o writes environments, questions and score examples; two judges).
-JUDGES = ("openai:gpt-4o", "anthropic:claude-sonnet-4-5")
-GENERATOR = "openai:gpt-4o"
-EXAMPLE_MODEL = "openai:gpt-4o"
+# Models per role, as the paper's roles (one strong model writes environments, questions and score
+# examples; two judges of two families). Chosen on 2026-12-01 from the providers' model and
+# deprecation pages (docs/providers.md): the paper's GPT-4o is deprecated (shutdown 2027-01-14) and
+# claude-sonnet-4-5 was retired on 2026-11-30. Neither provider offers dated snapshots of these
+# models any more (each id is a fixed version), and every call records the id that answered.
+JUDGES = ("openai:gpt-6.2-sol", "anthropic:claude-sonnet-5-5")
+GENERATOR = "openai:gpt-6.2-astra"
+EXAMPLE_MODEL = "openai:gpt-6.2-astra"
 
 # Sampling (paper: the agent at temperature 0.9 and top_p 0.9; everything else at 0).
 AGENT_TEMPERATURE = 0.9
 AGENT_TOP_P = 0.9
-AGENT_MAX_TOKENS = 600
+AGENT_MAX_TOKENS = 3000  # as upstream; a longer answer is graded as it stands, flagged truncated
 GENERATOR_MAX_TOKENS = 2500
 EXAMPLE_MAX_TOKENS = 2500
 JUDGE_MAX_TOKENS = 3000

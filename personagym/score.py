@@ -1,9 +1,13 @@
 """PersonaScore from what a run stored: question -> task -> persona -> run.
 
-A question's score is the mean over the judges that gave a verdict; a persona's task score the mean
-over its scored questions; its PersonaScore the unweighted mean of its task scores, defined only when
-every task has one; the run's score the mean over personas. Work that failed has no number: it is
-counted by cause and listed, never averaged in.
+A question's score exists only when every judge gave every draw of its verdict (--judge-samples):
+it is the mean over judges of each judge's mean over draws. A question some judges scored and some
+did not is a failure of cause `incomplete_ensemble`: otherwise a judge's failures clustered in one
+task would drift that task toward the other judge. A persona's task score is the mean over its scored
+questions; its PersonaScore the unweighted mean of its task scores, defined only when every task has
+one. The run's PersonaScore and its task scores are means over the same set: the personas with a
+PersonaScore (their count is shown). Work that failed has no number: it is counted by cause and
+listed, never averaged in. docs/results.md states these rules.
 """
 
 from __future__ import annotations
@@ -29,23 +33,28 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
     """Everything a run produced, as plain data: the export format (documented in docs/results.md)."""
     conn = store.conn
     judges = run.config["judges"]
+    draws = int(run.config.get("judge_samples", 1))
     personas = conn.execute(
         "SELECT p.id, p.text FROM run_personas rp JOIN personas p ON p.id = rp.persona_id "
         "WHERE rp.run_id = ? ORDER BY rp.ordinal",
         (run.id,),
     ).fetchall()
     rows = conn.execute(
-        "SELECT q.id, q.persona_id, q.task, q.ordinal, q.text, a.text FROM run_questions rq "
+        "SELECT q.id, q.persona_id, q.task, q.ordinal, q.text, a.text, a.truncated FROM run_questions rq "
         "JOIN questions q ON q.id = rq.question_id "
         "LEFT JOIN answers a ON a.run_id = rq.run_id AND a.question_id = q.id "
         "WHERE rq.run_id = ? ORDER BY q.persona_id, q.task, q.ordinal",
         (run.id,),
     ).fetchall()
     verdicts: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for qid, judge, score, reasoning in conn.execute(
-        "SELECT question_id, judge, score, reasoning FROM verdicts WHERE run_id = ?", (run.id,)
+    for qid, judge, sample, score, reasoning, position in conn.execute(
+        "SELECT question_id, judge, sample, score, reasoning, position FROM verdicts WHERE run_id = ? "
+        "ORDER BY question_id, judge, sample",
+        (run.id,),
     ):
-        verdicts[qid].append({"judge": judge, "score": score, "reasoning": reasoning})
+        verdicts[qid].append(
+            {"judge": judge, "sample": sample, "score": score, "reasoning": reasoning, "position": position}
+        )
     recipes = run.config.get("examples_recipes", {})
     example_rows: dict[int, dict[int, str]] = {}
     for qid, task, recipe, ex in conn.execute(
@@ -60,6 +69,7 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
         "SELECT stage, persona_id, task, question_id, model, cause, detail FROM failures WHERE run_id = ? ORDER BY id",
         (run.id,),
     ).fetchall()
+    known_failures = {(f[3], f[4]) for f in failures if f[0] == "verdicts"}
     environments = {
         pid: json.loads(names)
         for pid, names in conn.execute(
@@ -74,11 +84,20 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
     ordinal_of = {r[0]: r[3] + 1 for r in rows}
     questions = []
     by_persona_task: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for qid, pid, task, ordinal, text, answer in rows:
+    for qid, pid, task, ordinal, text, answer, truncated in rows:
         judged = sorted(verdicts.get(qid, []), key=lambda v: judges.index(v["judge"]) if v["judge"] in judges else 99)
-        score = _mean([v["score"] for v in judged])
+        by_judge = {j: [v["score"] for v in judged if v["judge"] == j] for j in judges}
+        complete = all(len(scores) >= draws for scores in by_judge.values())
+        score = fmean(fmean(scores) for scores in by_judge.values()) if complete and judges else None
         if score is not None:
             by_persona_task[(pid, task)].append(score)
+        elif judged:  # some judges graded it, others not: never a score, always counted
+            missing = [j for j, scores in by_judge.items() if len(scores) < draws]
+            failures.append((
+                "verdicts", pid, task, qid, ",".join(missing), "incomplete_ensemble",
+                f"scored by {len(judged)} of {len(judges) * draws} verdicts (judge x draw); "
+                + "; ".join(f"{j}: {'failed' if (qid, j) in known_failures else 'missing'}" for j in missing),
+            ))
         questions.append(
             {
                 "persona": persona_text[pid],
@@ -86,6 +105,7 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
                 "index": ordinal + 1,
                 "question": text,
                 "answer": answer,
+                "truncated": bool(truncated),
                 "examples": {str(k): v for k, v in sorted(example_rows.get(qid, {}).items())},
                 "verdicts": judged,
                 "score": score,
@@ -105,11 +125,20 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
             }
         )
 
-    task_means = {t: _mean([p["tasks"][t] for p in persona_results if p["tasks"][t] is not None]) for t in tasks}
-    scored = [p["persona_score"] for p in persona_results if p["persona_score"] is not None]
+    # Task scores over the same personas as PersonaScore: a persona missing a task would otherwise
+    # count in the other tasks' means and not in the mean of means.
+    complete_personas = [p for p in persona_results if p["persona_score"] is not None]
+    task_means = {t: _mean([p["tasks"][t] for p in complete_personas]) for t in tasks}
+    scored = [p["persona_score"] for p in complete_personas]
     by_cause = Counter(f[5] for f in failures)
     by_stage = Counter(f[0] for f in failures)
-    return {
+    answered_by: dict[str, list[str]] = defaultdict(list)
+    for model, said in conn.execute(
+        "SELECT DISTINCT model, answered_by FROM calls WHERE run_id = ? AND answered_by IS NOT NULL ORDER BY 1, 2",
+        (run.id,),
+    ):
+        answered_by[model].append(said)
+    results = {
         "schema": RESULTS_SCHEMA,
         "run": {
             "name": run.name,
@@ -117,6 +146,8 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
             "created_at": run.created_at,
             "updated_at": run.updated_at,
             "config": run.config,
+            # Per model spec, the ids the provider said answered (an alias resolves to a snapshot).
+            "answered_by": dict(answered_by),
         },
         "scores": {
             "persona_score": _mean(scored),
@@ -125,6 +156,7 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
             "personas": len(personas),
             "questions_scored": sum(1 for q in questions if q["score"] is not None),
             "questions": len(questions),
+            "questions_truncated": sum(1 for q in questions if q["truncated"]),
         },
         "personas": persona_results,
         "questions": questions,
@@ -147,6 +179,11 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
         },
         "usage": run_usage(store, run.id, prices).as_dict(),
     }
+    if draws >= 2:  # each judge against itself over repeated draws
+        from personagym.stats import retest_agreement
+
+        results["judges_retest"] = retest_agreement(results)
+    return results
 
 
 def run_usage(store: RunStore, run_id: int, prices: PriceTable | None = None) -> Usage:

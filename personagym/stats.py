@@ -343,6 +343,36 @@ def disagreement(question: dict[str, Any]) -> int | None:
     return max(scores) - min(scores) if len(scores) >= 2 else None
 
 
+def retest_agreement(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """How far each judge agrees with itself over repeated draws of the same verdict (--judge-samples).
+
+    Per judge with two or more draws of some question: "draws" (most per question), "n" (questions
+    with two or more), "exact" and "within_one" (fractions of pairs of draws of one question that
+    agree exactly, or within one point), "alpha" (Krippendorff's ordinal alpha, draws as coders).
+    """
+    by_judge: dict[str, list[list[float]]] = defaultdict(list)
+    for q in results["questions"]:
+        draws: dict[str, list[float]] = defaultdict(list)
+        for v in q["verdicts"]:
+            draws[v["judge"]].append(v["score"])
+        for judge, scores in draws.items():
+            if len(scores) >= 2:
+                by_judge[judge].append(scores)
+    out = {}
+    for judge, units in by_judge.items():
+        gaps = [abs(a - b) for scores in units for i, a in enumerate(scores) for b in scores[i + 1 :]]
+        width = max(len(u) for u in units)
+        grid = [list(u) + [None] * (width - len(u)) for u in units]
+        out[judge] = {
+            "draws": width,
+            "n": len(units),
+            "exact": float(np.mean([g == 0 for g in gaps])),
+            "within_one": float(np.mean([g <= 1 for g in gaps])),
+            "alpha": krippendorff_alpha(grid, "ordinal"),
+        }
+    return out
+
+
 def judge_agreement(results: dict[str, Any]) -> dict[str, Any]:
     """How far a run's judges agree, and how often each failed to give a verdict.
 
@@ -388,4 +418,5 @@ def judge_agreement(results: dict[str, Any]) -> dict[str, Any]:
             j: {str(s): int(np.count_nonzero(grid[:, c] == s)) for s in range(1, 6)} for j, c in column.items()
         },
         "failures": {j: {"failed": failed[j], "rate": failed[j] / asked if asked else None} for j in judges},
+        "retest": retest_agreement(results),
     }

@@ -78,11 +78,21 @@ def _judged_task(text: str) -> str:
     return min(hits)[1]
 
 
+PREFLIGHT = "Reply with the single word OK."
+
+
+def preflights(server) -> int:
+    """The one tiny request per model a run makes before it writes anything (pipeline/preflight.py)."""
+    return sum(1 for body in server.requests if not _schema(body)[0] and PREFLIGHT in prompt_text(body))
+
+
 def kinds(server) -> dict[str, int]:
     """How many requests of each kind the server received."""
     counts: dict[str, int] = {}
     for body in server.requests:
         name, _ = _schema(body)
+        if not name and PREFLIGHT in prompt_text(body):
+            continue  # the run's check that each model answers at all, before it writes anything
         key = name or "answer"
         if name == "Verdicts":
             key = f"Verdicts/{body['model']}"

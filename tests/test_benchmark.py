@@ -183,6 +183,9 @@ class Upstream:
 
             def do_GET(self):
                 prefix = "/questions/benchmark-v1/"
+                method_file = source / "upstream-method" / urllib.parse.unquote(self.path.lstrip("/"))
+                if not self.path.startswith(prefix) and ".." not in self.path and method_file.is_file():
+                    return self.answer(200, method_file.read_bytes())  # upstream's rubric and prompt files
                 if not self.path.startswith(prefix) or not self.path.endswith(".json"):
                     return self.answer(404, b"not found")
                 persona = urllib.parse.unquote(self.path[len(prefix):-len(".json")])
@@ -275,7 +278,7 @@ def test_404_fails_naming_the_file(upstream, tmp_path, shared):
     victim = shared.personas[0]
     upstream.missing.add(victim)
     message = error_of(download_benchmark, tmp_path / "bench", base_url=upstream.base_url)
-    assert f"questions/{victim}.json" in message and "404" in message and "--base-url" in message
+    assert f"questions/{victim}.json" in message and "404" in message and "--from" in message
     assert upstream.requests[victim] == 1  # a 404 is not retried
 
 

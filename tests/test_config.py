@@ -94,4 +94,4 @@ def test_a_bad_spec_is_refused_before_anything_runs():
 
 def test_a_config_is_plain_data_that_compares_by_value():
     assert RunConfig.of("openai:a", judges="openai:j") == RunConfig.of("OpenAI:a", judges=["openai:j"])
-    assert RunConfig.of("openai:a").judges[0].spec == ModelSpec("openai", "gpt-4o")
+    assert RunConfig.of("openai:a").judges[0].spec == ModelSpec(*defaults.JUDGES[0].split(":"))

@@ -19,7 +19,7 @@ import pytest
 
 from personagym.testing import FakeServer
 from tests.conftest import run_cli
-from tests.pipeline_fakes import TASK_NAMES, kind_of, prompt_text
+from tests.pipeline_fakes import PREFLIGHT, TASK_NAMES, kind_of, prompt_text
 
 PERSONA = "A 72-year-old doctor from Tokyo who loves hiking"
 # Rotating a judge's scores keeps every judge's verdicts distinct within a judge call (see question_text).
@@ -56,9 +56,11 @@ class Evaluator:
         self.arrivals: list[tuple[str, float]] = []  # (model, when its request reached the server)
 
     def __call__(self, api: str, body: dict):
-        self.arrivals.append((body["model"], time.monotonic()))
         kind = kind_of(body)
         prompt = prompt_text(body)
+        if kind is None and PREFLIGHT in prompt:
+            return "OK"  # the run's check that each model answers, before it writes anything
+        self.arrivals.append((body["model"], time.monotonic()))
         if kind == "EnvironmentChoice":
             return {"environments": settings_listed(prompt)[-2:]}  # the last two: not simply the catalog's head
         if kind == "Questions":
@@ -152,9 +154,10 @@ def test_an_anthropic_judge_beside_an_openai_judge(evaluator, tmp_path):
     # The Claude judge really went over Anthropic's API, with the key from the environment.
     server = evaluator.server
     claude = [h for b, h in zip(server.requests, server.request_headers) if b["model"] == "fake-judge"]
-    assert len(claude) == 2 and server.stats.by_path["/v1/messages"] == 2
+    # Two judge calls and the run's preflight check of the model.
+    assert len(claude) == 3 and server.stats.by_path["/v1/messages"] == 3
     keys = [h.get("x-api-key") or h.get("authorization", "").removeprefix("Bearer ") for h in claude]
-    assert keys == ["k-anthropic"] * 2
+    assert keys == ["k-anthropic"] * 3
 
 
 CATALOG = """\

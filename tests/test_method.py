@@ -79,11 +79,12 @@ def test_rubrics_are_distinct_across_tasks():
     assert len(set(all_levels)) == len(all_levels)
 
 
-def test_toxicity_questions_provoke_and_rubric_rewards_staying_civil_in_character():
+def test_toxicity_questions_provoke_and_the_rubric_judges_toxicity_alone():
     task = get_task("toxicity_control")
     assert "provo" in task.guidance.lower() and "tempt" in task.guidance.lower()
     assert "toxic" in task.rubric[1].lower()
-    assert "non-toxic" in task.rubric[5].lower() and "in character" in task.rubric[5].lower()
+    # As the paper's task: any non-toxic answer gets 5; refusing or leaving the role is judged elsewhere.
+    assert "not toxic" in task.rubric[5].lower() and "does not lower this score" in task.rubric[5].lower()
 
 
 def test_persona_consistency_covers_invention_and_off_topic():
@@ -406,6 +407,14 @@ PROMPT_HASHES = {
         "persona_consistency/1",
         "toxicity_control/1",
     ): "e4ac4f9de3f9d22125b3646f0e29d121a880eedbf689a249e0340bfaf675f542",
+    (
+        "prompts/1",
+        "expected_action/2",
+        "action_justification/2",
+        "linguistic_habits/1",
+        "persona_consistency/2",
+        "toxicity_control/2",
+    ): "65d19bb0958076ebdbab0f5015f5a2e3186ee2a3535655e7d096a3804f949d78",
 }
 TASK_HASHES = {
     "expected_action/1": "0db78c1b37d159d3e1f0be3475ee7a799aab912a847eee1f1916f346928ad61c",
@@ -413,6 +422,11 @@ TASK_HASHES = {
     "linguistic_habits/1": "fc720b61b122fd1ac1b5dec0fd8d66bee73ab5a88ee27e7c3f9d9ecc05ac9f90",
     "persona_consistency/1": "fc0c8a6434921237913f59437f8230934144f8e01aaf8286e26b1dcbea73c485",
     "toxicity_control/1": "4ee6a56fc048c735e0c0736fecedfd10b44e34b9433e49804b08f0d98af013fd",
+    # Rubrics v2 (issue 10): toxicity judged alone, consistency levels distinct, no demands the questions never make.
+    "expected_action/2": "3b696c38776b8aab6e003976d51523bdc3900ab8ad0d987858817c84e853de25",
+    "action_justification/2": "cda613f8149c37b3644173a5623ceea63e0c893a79dafb8125c127c664d8c136",
+    "persona_consistency/2": "7857bf0753498a06f44fcb2e9b55a6a3c0f3e8e0e144875b6dc0344132ec645b",
+    "toxicity_control/2": "80495da138c9ae4e94484e2e111feb2a1c48c24189d831c405fb934ec61b5b80",
 }
 CATALOG_HASHES = {
     "environments/1": "e5ad2b6bb0a793ac245f9da4bf5f0cb3e318ed13f64066e1c1d59db37572b735",

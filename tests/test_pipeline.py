@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import cli_argv, cli_env, run_cli
-from tests.pipeline_fakes import expected_persona_score, expected_task_scores, kinds, responder
+from tests.pipeline_fakes import expected_persona_score, expected_task_scores, kinds, preflights, responder
 
 PERSONAS = ["A 72-year-old doctor from Tokyo who loves hiking", "A 19-year-old farmer from New York who is a fitness freak"]
 
@@ -82,7 +82,8 @@ def test_running_again_redoes_nothing(scripted, tmp_path):
     cli(scripted, tmp_path, *run_args("--run", "r1"))
     scripted.reset_stats()
     again = cli(scripted, tmp_path, *run_args("--run", "r1"))
-    assert scripted.stats.requests == 0
+    # Only the check that each model still answers (one tiny request per model), no work again.
+    assert scripted.stats.requests == preflights(scripted) == 5
     assert f"PersonaScore {expected_persona_score():.2f}" in again.stdout
 
 
@@ -198,7 +199,7 @@ async def test_the_python_api_with_a_callable_agent(scripted, tmp_path):
 def test_a_users_own_endpoint_with_the_persona_in_a_field(scripted, tmp_path):
     args = run_args("--run", "bot", "--tasks", "expected_action", agent="openai:their-bot")
     cli(scripted, tmp_path, *args, "--agent-base-url", scripted.base_url, "--persona-field", "persona")
-    agent_calls = [b for b in scripted.requests if b["model"] == "their-bot"]
+    agent_calls = [b for b in scripted.requests if b["model"] == "their-bot" and "persona" in b]
     assert len(agent_calls) == 6
     assert all(b["persona"] in PERSONAS and [m["role"] for m in b["messages"]] == ["user"] for b in agent_calls)
 
@@ -223,7 +224,7 @@ def test_ctrl_c_leaves_an_interrupted_run_that_resumes(scripted, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60
-    while scripted.stats.requests < 5 and time.monotonic() < deadline:
+    while scripted.stats.requests < 5 + 5 and time.monotonic() < deadline:  # past the 5 preflight pings
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -1,4 +1,8 @@
-"""Stage 3: the agent under test answers each question, in character, single-turn."""
+"""Stage 3: the agent under test answers each question, in character, single-turn.
+
+An answer is graded as the agent gave it: one cut at the token budget is kept, flagged `truncated`
+and counted, never re-asked for a shorter one (that would select answers for brevity). Reasoning the
+agent wrote before answering is stored apart and never reaches the judges."""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from personagym.pipeline.context import Context, Question
 async def answer(ctx: Context, question: Question) -> str | None:
     text = ctx.store.answer(ctx.run_id, question.id)
     if text is None:
-        text = await ctx.attempt(
+        given = await ctx.attempt(
             Stage.ANSWERS, ctx.agent.answer(question.persona.text, question.text), question.persona, question.task, [question]
         )
-        if text is None:
+        if given is None:
             return None
-        ctx.store.save_answer(ctx.run_id, question.id, text)
+        text = given.text
+        ctx.store.save_answer(ctx.run_id, question.id, text, given.truncated, given.reasoning)
     ctx.progress.done(Stage.ANSWERS)
     return text

@@ -10,6 +10,7 @@ from personagym.llm import CallFailed, Completion, Gateway, Request
 from personagym.llm.gateway import BoundModel
 from personagym.method import Environment, Messages, Stage, Task
 from personagym.pipeline.config import RunConfig
+from personagym.pipeline.preflight import HOPELESS, RunStopped, explain
 from personagym.pipeline.roles import Role
 from personagym.store.runs import RunStore
 
@@ -56,10 +57,14 @@ class Context:
         schema: Any = None,
         task: Task | None = None,
         questions: Sequence[Question] = (),
+        sample: int = 0,
     ) -> Completion | None:
-        """One call of `role`'s model for `stage`: its reply, or None once the failure is recorded."""
-        request = Request.of(*messages, schema=schema, sampling=role.sampling, role=role.kind)
-        return await self.attempt(stage, self.gateway.complete(self.models[role], request), persona, task, questions)
+        """One call of `role`'s model for `stage` (draw `sample` of it): its reply, or None once the
+        failure is recorded."""
+        request = Request.of(*messages, schema=schema, sampling=role.sampling, role=role.kind, sample=sample)
+        return await self.attempt(
+            stage, self.gateway.complete(self.models[role], request), persona, task, questions, role
+        )
 
     async def attempt(
         self,
@@ -68,9 +73,11 @@ class Context:
         persona: Persona,
         task: Task | None = None,
         questions: Sequence[Question] = (),
+        role: Role | None = None,
     ) -> T | None:
         """Await a call; a failure after its retries is stored with its cause for each question it
-        leaves unanswered (or for the persona), counted, and never scored: the result is None."""
+        leaves unanswered (or for the persona), counted, and never scored: the result is None.
+        A failure no rerun can fix (an unknown model, a refused key, no server) stops the run."""
         try:
             return await call
         except CallFailed as exc:
@@ -87,4 +94,6 @@ class Context:
                     question_id=question.id if question else None,
                 )
                 self.progress.failed(stage)
+            if failure.cause in HOPELESS:
+                raise RunStopped(explain(role or self.config.agent, failure)) from None
             return None

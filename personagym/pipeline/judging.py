@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import random
 from typing import Literal
 
 from pydantic import create_model
@@ -22,9 +24,22 @@ def verdicts_schema(k: int) -> type:
     return create_model("Verdicts", __base__=Verdicts, verdicts=(tuple[items], ...))  # type: ignore[valid-type]
 
 
+def batch_order(items: list, judge: Role, sample: int, shuffled: bool) -> list:
+    """The items in the order the judge sees them. Shuffled by a permutation seeded from the judge,
+    the draw and the questions, so position bias averages out over a run, a resumed run asks the same
+    prompt again (and hits the cache), and each item's place is stored for later analysis."""
+    if not shuffled or len(items) < 2:
+        return list(items)
+    seed = hashlib.sha256(f"{judge.model}|{sample}|{[q.id for q, *_ in items]}".encode()).digest()
+    order = list(items)
+    random.Random(seed).shuffle(order)
+    return order
+
+
 async def judge_batch(
-    ctx: Context, judge: Role, task: Task, items: list[tuple[Question, str, dict[int, str]]]
+    ctx: Context, judge: Role, task: Task, items: list[tuple[Question, str, dict[int, str]]], sample: int = 0
 ) -> None:
+    items = batch_order(items, judge, sample, ctx.config.judge_order == "shuffled")
     persona = items[0][0].persona
     completion = await ctx.ask(
         Stage.VERDICTS,
@@ -34,6 +49,7 @@ async def judge_batch(
         persona=persona,
         task=task,
         questions=[q for q, _, _ in items],
+        sample=sample,
     )
     if completion is None:
         return
@@ -41,6 +57,7 @@ async def judge_batch(
     ctx.store.save_verdicts(
         ctx.run_id,
         judge.model,
-        [(q.id, by_index[i].score, by_index[i].reasoning) for i, (q, _, _) in enumerate(items, start=1)],
+        [(q.id, by_index[i].score, by_index[i].reasoning, i) for i, (q, _, _) in enumerate(items, start=1)],
+        sample,
     )
     ctx.progress.done(Stage.VERDICTS, len(items))

@@ -17,6 +17,7 @@ from personagym.pipeline.context import Context, Persona, Question
 from personagym.pipeline.environments import select_environments
 from personagym.pipeline.examples import write_examples
 from personagym.pipeline.judging import judge_batch
+from personagym.pipeline.judging_upstream import judge_upstream
 from personagym.pipeline.questions import fixed_questions, write_questions
 from personagym.pipeline.roles import Role
 
@@ -40,22 +41,26 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
     answers = {q.id: asyncio.ensure_future(answer(ctx, q)) for q in questions}
     examples = {q.id: asyncio.ensure_future(write_examples(ctx, q)) for q in questions}
 
-    async def grade(judge: Role, batch: list[Question]) -> None:
+    # --rubrics upstream: upstream's rubric files and grading prompt, its closing sentence for the score.
+    grade_with = judge_upstream if ctx.config.rubrics == "upstream" else judge_batch
+
+    async def grade(judge: Role, sample: int, batch: list[Question]) -> None:
         items = []
         for q in batch:
             text, anchors = await answers[q.id], await examples[q.id]
             if text is not None and anchors is not None:  # otherwise its failure is already recorded
                 items.append((q, text, anchors))
         if items:
-            await judge_batch(ctx, judge, task, items)
+            await grade_with(ctx, judge, task, items, sample)
 
     size = ctx.config.judge_batch
     jobs = []
     for judge in ctx.config.judges:
-        done = ctx.store.judged(ctx.run_id, judge.model, [q.id for q in questions])
-        ctx.progress.done(Stage.VERDICTS, sum(q.id in done for q in questions))
-        pending = [q for q in questions if q.id not in done]
-        jobs += [grade(judge, pending[i : i + size]) for i in range(0, len(pending), size)]
+        for sample in range(ctx.config.judge_samples):  # each draw graded, cached and resumed on its own
+            done = ctx.store.judged(ctx.run_id, judge.model, [q.id for q in questions], sample)
+            ctx.progress.done(Stage.VERDICTS, sum(q.id in done for q in questions))
+            pending = [q for q in questions if q.id not in done]
+            jobs += [grade(judge, sample, pending[i : i + size]) for i in range(0, len(pending), size)]
     try:
         await asyncio.gather(*jobs, *answers.values(), *examples.values())
     finally:
@@ -75,4 +80,14 @@ async def evaluate_all(
             await evaluate_persona(ctx, persona, fixed[persona.text] if fixed is not None else None)
             ctx.progress.persona_done()
 
-    await asyncio.gather(*(one(p) for p in personas))
+    tasks = [asyncio.ensure_future(one(p)) for p in personas]
+    try:
+        # The first error (a run stopped because a model cannot work) ends the run: the other
+        # personas are cancelled rather than left calling a gateway that is closing.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

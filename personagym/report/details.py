@@ -42,6 +42,16 @@ def _judges_of_run(r: int, run: dict[str, Any]) -> str:
         rows.append(cells)
     parts.append(table(["Judge"] + SCORES + ["Verdicts", "Failed", "Failure rate"], rows,
                        caption="Scores given and calls failed, per judge"))
+    retest = agreement.get("retest") or {}
+    if retest:
+        rows = [
+            [esc(j), count(t["draws"]), count(t["n"]), pct(t["exact"], f"run{r}.retest.{j}.exact"),
+             pct(t["within_one"], f"run{r}.retest.{j}.within_one"),
+             num(t["alpha"], f"run{r}.retest.{j}.alpha", digits=3)]
+            for j, t in retest.items()
+        ]
+        parts.append(table(["Judge", "Draws", "Questions", "Exact", "Within one", "Alpha"], rows,
+                           caption="Test-retest: each judge against itself over repeated draws (--judge-samples)"))
     return "".join(parts)
 
 
@@ -105,6 +115,9 @@ def provenance(model: dict[str, Any]) -> str:
             s = run["provenance"]["sampling"].get(role)
             cells.append(_value({k: "default" if v is None else v for k, v in s.items()}) if s else NONE)
         rows.append([f"Sampling: {esc(role)}"] + cells)
+    for spec in sorted({m for run in runs for m in run["provenance"].get("answered_by", {})}):
+        ids = [run["provenance"].get("answered_by", {}).get(spec) for run in runs]
+        rows.append([f"Answered by: {esc(spec)}"] + [esc(", ".join(i)) if i else NONE for i in ids])
     parts = [
         '<section id="provenance"><h2>Provenance</h2>',
         "<p>What produced each run: models per role, the versions of the prompts and rubrics, sampling settings "

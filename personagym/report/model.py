@@ -16,7 +16,7 @@ from personagym.report.questions import question_data
 # with a token in its query string, say), and a report is meant to be passed around.
 CONFIG_FIELDS = [
     "agent", "judges", "generator", "example_model", "prompts_version", "task_versions", "catalog", "benchmark",
-    "tasks", "questions_per_task", "max_environments", "judge_batch",
+    "tasks", "questions_per_task", "max_environments", "judge_batch", "rubrics",
 ]
 SAMPLING_FIELDS = ["temperature", "top_p", "max_tokens", "seed"]
 USAGE_FIELDS = ["calls", "cached", "failures", "attempts", "prompt_tokens", "completion_tokens", "cost"]
@@ -44,6 +44,23 @@ def task_order(results_list: list[dict[str, Any]]) -> list[str]:
     return tasks
 
 
+def rubrics_of(results: dict[str, Any]) -> str:
+    """The rubrics a run was graded with: "own" or "upstream" (runs from before the choice: "own")."""
+    return str((results["run"].get("config") or {}).get("rubrics") or "own")
+
+
+def rubric_warnings(names: list[str], results_list: list[dict[str, Any]]) -> list[str]:
+    """One line per pair of runs graded with different rubrics: their scores are on different scales."""
+    used = [rubrics_of(r) for r in results_list]
+    return [
+        f"warning: {names[i]} was graded with --rubrics {used[i]} and {names[j]} with --rubrics {used[j]}; "
+        "scores from different rubrics are not comparable"
+        for i in range(len(names))
+        for j in range(i + 1, len(names))
+        if used[i] != used[j]
+    ]
+
+
 def provenance(results: dict[str, Any]) -> dict[str, Any]:
     config = results["run"].get("config") or {}
     sampling = config.get("sampling") or {}
@@ -51,6 +68,9 @@ def provenance(results: dict[str, Any]) -> dict[str, Any]:
         "config": {key: config.get(key) for key in CONFIG_FIELDS},
         "sampling": {
             role: {key: (values or {}).get(key) for key in SAMPLING_FIELDS} for role, values in sorted(sampling.items())
+        },
+        "answered_by": {
+            str(model): [str(i) for i in ids] for model, ids in (results["run"].get("answered_by") or {}).items()
         },
     }
 
@@ -142,5 +162,6 @@ def build_model(
         "runs": runs,
         "ranking": ranking,
         "comparisons": comparisons,
+        "warnings": rubric_warnings(labels, results_list),
         "questions": question_data(results_list, labels, stats.disagreement),
     }

@@ -67,6 +67,7 @@ def leaderboard(model: dict[str, Any]) -> str:
     parts = [
         '<section id="leaderboard"><h2>Leaderboard</h2>',
         table(["#", "Run", "PersonaScore", "Agent"], ranking, caption="Runs by PersonaScore"),
+        *(f'<p class="warning">{esc(line)}</p>' for line in model.get("warnings", [])),
     ]
     if len(runs) < 2:
         parts.append("<p>One run: give <code>personagym report</code> two or more runs to compare them.</p>")

@@ -107,7 +107,7 @@ class FakeServer:
                  responder: Callable[[str, dict], str | dict | None] | None = None,
                  retry_after_default: float | str = "1", host: str = "127.0.0.1", port: int = 0,
                  batch_delay: float = 0.05, structured: str = "json_schema", rpm: float | None = None,
-                 tpm: float | None = None, rate_window: float = 60.0):
+                 tpm: float | None = None, rate_window: float = 60.0, retired: tuple[str, ...] = ()):
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"unknown structured mode {structured!r}; expected one of {STRUCTURED_MODES}")
         self.latency, self.max_in_flight, self.require_key = latency, max_in_flight, require_key
@@ -115,6 +115,7 @@ class FakeServer:
         self.batch_delay = batch_delay  # seconds a batch job runs before its items are answered
         self.structured = structured  # the structured-output shapes the OpenAI endpoint takes (see replies)
         self.rpm, self.tpm, self.rate_window = rpm, tpm, rate_window  # limits per `rate_window` seconds
+        self.retired = retired  # models answered with 404, as providers answer a retired model
         self.lock = threading.Lock()  # guards all state below, and the batch jobs'
         self.batches = FakeBatches(self)
         self._stats = Stats()
@@ -253,8 +254,8 @@ class FakeServer:
         problem = replies.check_request(api, data)
         if isinstance(data, dict) and not self.key_ok(headers):
             return error(api, 401, "invalid API key")
-        if problem:
-            return error(api, 400, problem)
+        if problem or data["model"] in self.retired:
+            return error(api, 400, problem) if problem else error(api, 404, f"model: {data['model']}")
         refused = replies.refusal(self.structured, data) if api == "openai" else None
         with self.lock:
             stats, entry = self._stats, None
