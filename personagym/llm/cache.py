@@ -1,9 +1,10 @@
 """A persistent cache of accepted replies, in the run database.
 
 The key is a hash of everything that changes a model's output and nothing else: provider, base URL
-(without credentials), model, messages, every sampling parameter, the schema, and the sample index
-when sampling is random. Only replies the gateway accepted are stored: an error, a truncated or an
-invalid reply is never cached, so a retry tomorrow really asks the model again.
+(without credentials), model, messages, every sampling parameter, the schema (or a plain-text
+reply's parser), and the sample index when sampling is random. Only replies the gateway accepted are
+stored: an error, a truncated or an invalid reply is never cached, so a retry tomorrow really asks
+the model again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def _schema_text(schema: Any) -> str | None:
     return json.dumps(schema.model_json_schema(), sort_keys=True)
 
 
+def parser_id(parser: Any) -> str:
+    """A plain-text parser's name and version: bump its `version` when its rules change."""
+    return getattr(parser, "version", None) or f"{parser.__module__}.{parser.__qualname__}"
+
+
 def cache_key(identity: dict[str, Any], request: Request) -> str:
     s = request.sampling
     payload = {
@@ -40,9 +46,13 @@ def cache_key(identity: dict[str, Any], request: Request) -> str:
         "seed": s.seed,
         "schema": _schema_text(request.schema),
         "extra_body": request.extra_body,
-        # At temperature 0 every draw is the same call; above it, each draw is its own answer.
-        "sample": request.sample if s.temperature > 0 else 0,
+        # At temperature 0 every draw is the same call; above it, or where the provider takes no
+        # temperature at all, each draw is its own answer.
+        "sample": request.sample if s.temperature > 0 or identity.get("sampling") else 0,
     }
+    if request.parser is not None:
+        # Which rules accepted the reply; only in plain-text-format keys, so every other key stays as it was.
+        payload["parser"] = parser_id(request.parser)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from personagym import secrets
 from personagym.errors import ConfigError
 from personagym.llm.gateway import BoundModel, Gateway, RetryPolicy
 from personagym.llm.spec import ENV_BASE_URLS, ENV_KEYS, ProviderSettings
@@ -35,6 +36,10 @@ class CheckResult:
     ok: bool
     message: str
     bad_input: bool = False  # the fix is on the user's side (spec, key, URL, install)
+
+    def __post_init__(self) -> None:
+        # Printed as it is: a server's words (failure details) or a config error may quote a key.
+        object.__setattr__(self, "message", secrets.redact(self.message))
 
 
 def _fix(provider: str, cause: Cause) -> str:

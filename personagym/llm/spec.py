@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
+from personagym import secrets
 from personagym.errors import ConfigError
 
 PROVIDERS = ("openai", "anthropic", "local")
@@ -53,6 +54,8 @@ class ProviderSettings:
     # How structured replies are asked of an OpenAI-compatible server: "auto" negotiates
     # (personagym.llm.structured), or one shape: json_schema, json_object, tools, prompt.
     structured: str = "auto"
+    # The largest reply body read, decompressed; a larger one fails the attempt as `oversized`.
+    max_reply_bytes: int = 16 * 2**20
 
 
 def resolve_settings(provider: str, *, flags: dict | None = None, config: dict | None = None) -> ProviderSettings:
@@ -71,12 +74,26 @@ def resolve_settings(provider: str, *, flags: dict | None = None, config: dict |
 
     timeout = flags.get("timeout") or config.get("timeout") or 120.0
     structured = flags.get("structured_output") or config.get("structured_output") or "auto"
-    return ProviderSettings(
+    settings = ProviderSettings(
         base_url=pick("base_url", ENV_BASE_URLS.get(provider)),
         api_key=pick("api_key", ENV_KEYS.get(provider)),
         timeout=float(timeout),
         structured=str(structured),
     )
+    max_reply_bytes = flags.get("max_reply_bytes") or config.get("max_reply_bytes")
+    if max_reply_bytes is not None:
+        if isinstance(max_reply_bytes, bool) or not isinstance(max_reply_bytes, int) or max_reply_bytes < 1024:
+            raise ConfigError(f"max_reply_bytes must be a whole number of bytes, at least 1024 (got {max_reply_bytes!r})")
+        settings = replace(settings, max_reply_bytes=max_reply_bytes)
+    register_settings(settings)
+    return settings
+
+
+def register_settings(settings: ProviderSettings) -> None:
+    """Tell the redactor every secret these settings hold: the key, and any password in a base URL."""
+    secrets.register(settings.api_key)
+    for url in split_urls(settings.base_url):
+        secrets.register_url(url)
 
 
 def public_url(url: str | None) -> str | None:

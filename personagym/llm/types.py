@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from personagym import secrets
 from personagym.errors import PersonaGymError
 
 
@@ -39,6 +41,14 @@ class Request:
     # Extra top-level fields for the request body, e.g. a persona field a user's own chat endpoint
     # reads. Part of the cache key.
     extra_body: Any = None
+    # A reply cut at max_tokens is taken as it stands (the Completion says `truncated`) instead of
+    # being a failure: the agent under test is graded on what it said, never re-asked for brevity.
+    accept_truncated: bool = False
+    # For a plain-text reply with a format of its own (no JSON schema, e.g. upstream PersonaGym's
+    # "Therefore, the final score is N"): a function from the text to the parsed object that raises
+    # ValueError for an unusable reply, so the gateway retries it as it retries a schema mismatch.
+    # Its `version` string (else its qualified name) is part of the cache key.
+    parser: Callable[[str], Any] | None = None
 
     @classmethod
     def of(cls, *messages: tuple[str, str], **kwargs: Any) -> "Request":
@@ -54,6 +64,19 @@ class Reply:
     finish: str  # "stop" when the model ended on its own, "length" when cut at max_tokens
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Metadata about the exchange, not part of what was said, so left out of equality (a cached or
+    # batched reply equals the online one):
+    # the response's ``model`` field, the snapshot that actually answered, when the server said;
+    model: str | None = field(default=None, compare=False)
+    # rate-limit-relevant response headers, names lower-cased (x-ratelimit-*, anthropic-ratelimit-*,
+    # retry-after, retry-after-ms), or None when unknown (cache, batch results, fakes).
+    headers: Mapping[str, str] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # A server may echo a key in the reply itself, which is stored, exported and shown in reports.
+        # A key in an honest reply is never the point of it; "[REDACTED]" keeps JSON valid.
+        object.__setattr__(self, "text", secrets.redact(self.text))
+        object.__setattr__(self, "model", secrets.redact(self.model))
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,7 @@ class Completion:
     cached: bool = False
     attempts: int = 1
     seconds: float = 0.0
+    truncated: bool = False  # cut at max_tokens and taken as it stands (Request.accept_truncated)
 
 
 class Cause(str, enum.Enum):
@@ -83,10 +107,14 @@ class Cause(str, enum.Enum):
     AUTH = "auth"
     NOT_FOUND = "not_found"
     BAD_REQUEST = "bad_request"
+    # The reply body passed the size cap (ProviderSettings.max_reply_bytes). Not retried: no honest
+    # chat reply comes near the cap, so the server is broken or hostile, and asking again would
+    # download (and perhaps pay for) another one as large; at temperature 0 it would be the same.
+    OVERSIZED = "oversized"
 
     @property
     def retriable(self) -> bool:
-        return self not in (Cause.AUTH, Cause.NOT_FOUND, Cause.BAD_REQUEST)
+        return self not in (Cause.AUTH, Cause.NOT_FOUND, Cause.BAD_REQUEST, Cause.OVERSIZED)
 
 
 @dataclass(frozen=True)
@@ -98,6 +126,10 @@ class CallFailure:
     detail: str
     attempts: int
     role: str = "default"
+
+    def __post_init__(self) -> None:
+        # Failure details are stored, exported and printed: no secret a server echoed survives here.
+        object.__setattr__(self, "detail", secrets.redact(self.detail))
 
 
 @dataclass(frozen=True)
@@ -113,6 +145,7 @@ class CallRecord:
     completion_tokens: int = 0
     cause: str | None = None  # why it failed, when it did
     batch: bool = False  # answered through a provider batch job (half price)
+    answered_by: str | None = None  # the model id the provider says answered (its response's `model`)
 
 
 class CallFailed(PersonaGymError):
@@ -130,6 +163,13 @@ class ProviderError(Exception):
     retry_after: float | None = None
     extra: dict = field(default_factory=dict)
     status: int | None = None  # the HTTP status, when the server answered with one
+    # Rate-limit-relevant response headers (lower-cased names), as on Reply; None when no response.
+    headers: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        # Where every failure detail is born: a server's echo of a key is redacted before anything
+        # can log, store or print it. Callers that cut a detail to length use secrets.clip first.
+        self.detail = secrets.redact(self.detail)
 
     def __str__(self) -> str:
         return f"{self.cause.value}: {self.detail}"

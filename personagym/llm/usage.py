@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections import Counter
@@ -20,6 +21,19 @@ else:  # pragma: no cover
 
 
 BATCH_DISCOUNT = 0.5  # the share of the online price a batch call costs
+# No call reads or writes a billion tokens (the largest context windows are a few million): a count
+# beyond this, or one that is negative or not a whole number, is a server lying, not a bill.
+MAX_TOKENS_PER_CALL = 10**9
+
+log = logging.getLogger("personagym.llm")
+
+
+def plausible_tokens(value: Any, attempts: int = 1) -> int:
+    """A token count as reported, when it can be one (a whole number from 0 to the per-call cap,
+    times the attempts it covers); 0, meaning unknown, for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_PER_CALL * max(1, attempts):
+        return value
+    return 0
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
@@ -91,11 +105,18 @@ class Usage:
 
     def record(self, call: CallRecord) -> None:
         row = self._row(call.model, call.role)
+        # The providers already refuse implausible counts; this is the second line, so that no path
+        # (a new provider, a cache row) can put a wrong number into a sum.
+        prompt = plausible_tokens(call.prompt_tokens, call.attempts)
+        completion = plausible_tokens(call.completion_tokens, call.attempts)
+        if (prompt, completion) != (call.prompt_tokens, call.completion_tokens):
+            log.warning("%s: implausible token counts %r/%r counted as unknown (0)", call.model,
+                        call.prompt_tokens, call.completion_tokens)
         row.attempts += call.attempts
-        row.prompt_tokens += call.prompt_tokens
-        row.completion_tokens += call.completion_tokens
+        row.prompt_tokens += prompt
+        row.completion_tokens += completion
         if row.cost is not None and call.attempts:
-            cost = self.prices.cost(call.model, call.prompt_tokens, call.completion_tokens, batch=call.batch)
+            cost = self.prices.cost(call.model, prompt, completion, batch=call.batch)
             row.cost = None if cost is None else row.cost + cost
         if call.ok:
             row.calls += 1

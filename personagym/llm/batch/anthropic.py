@@ -14,8 +14,9 @@ import json
 import re
 from typing import Any
 
-from personagym.llm.batch.base import BatchStatus, SdkBatchClient, check_items, check_size, every_item
+from personagym.llm.batch.base import BatchStatus, SdkBatchClient, check_items, check_size, count, every_item, plain_id
 from personagym.llm.providers.base import classify_status
+from personagym.llm.providers.fields import get, malformed
 from personagym.llm.spec import ProviderSettings
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -62,27 +63,30 @@ class AnthropicBatchClient(SdkBatchClient):
         check_size(len(json.dumps({"requests": requests})), self.max_bytes)
         with self._errors():
             job = await self._client.messages.batches.create(requests=requests)
-        self._ids[job.id] = [cid for cid, _ in items]
-        return job.id
+        new = plain_id(get(job, "id"))
+        self._ids[new] = [cid for cid, _ in items]
+        return new
 
     async def status(self, job_id: str) -> BatchStatus:
         job = await self._retrieve(job_id)
-        c = job.request_counts
-        total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
-        return BatchStatus(_state(job), total, total - c.processing, c.errored + c.canceled + c.expired)
+        c = _counts(job)
+        total = sum(c.values())
+        return BatchStatus(_state(job), total, total - c["processing"], c["errored"] + c["canceled"] + c["expired"])
 
     async def results(self, job_id: str) -> dict[str, Reply | ProviderError]:
         job = await self._retrieve(job_id)
         state = _state(job)
         if state == "running":
-            raise ValueError(f"batch {job_id} is still running ({job.processing_status}): wait until it ends")
+            raise ValueError(f"batch {job_id} is still running: wait until it ends")
         found: dict[str, Reply | ProviderError] = {}
         with self._errors():
             # The SDK fetches the job's results_url, an absolute URL the API gives (not the base URL).
             async for entry in await self._client.messages.batches.results(job_id):
-                found[entry.custom_id] = _outcome(entry.result)
+                custom_id = get(entry, "custom_id")
+                if isinstance(custom_id, str):  # without one, its item counts as missing
+                    found[custom_id] = _outcome(get(entry, "result"))
         ids = self._ids.get(job_id) or list(found)  # the results list every request of the job
-        return every_item(ids, found, _MISSING[state])
+        return every_item(ids, self._bounded(found), _MISSING[state])
 
     async def _cancel(self, job_id: str) -> None:
         await self._client.messages.batches.cancel(job_id)
@@ -92,32 +96,41 @@ class AnthropicBatchClient(SdkBatchClient):
             return await self._client.messages.batches.retrieve(job_id)
 
 
+_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+def _counts(job: Any) -> dict[str, int]:
+    counts = get(job, "request_counts")
+    return {name: count(get(counts, name), name) for name in _COUNTS}
+
+
 def _state(job: Any) -> str:
-    status = job.processing_status
+    status = get(job, "processing_status")
     if status in ("in_progress", "canceling"):
         return "running"
     if status != "ended":
-        raise ProviderError(Cause.MALFORMED_RESPONSE, f"batch {job.id} has an unknown status {status!r}")
-    if job.cancel_initiated_at is not None:
+        raise malformed(f"batch {str(get(job, 'id'))[:60]} has an unknown status {str(status)[:60]!r}")
+    if get(job, "cancel_initiated_at") is not None:
         return "cancelled"
-    return "expired" if job.request_counts.expired else "ended"
+    return "expired" if _counts(job)["expired"] else "ended"
 
 
 def _outcome(result: Any) -> Reply | ProviderError:
     """One result line, read as the online path reads a response."""
     from personagym.llm.providers.anthropic import parse_message
 
-    kind = getattr(result, "type", None)
+    kind = get(result, "type")
     if kind == "succeeded":
         try:
-            return parse_message(getattr(result, "message", None))
+            return parse_message(get(result, "message"))
         except ProviderError as exc:
             return exc
     if kind == "errored":
-        error = getattr(getattr(result, "error", None), "error", None)
-        error_type, message = getattr(error, "type", None), getattr(error, "message", None)
-        return classify_status(_ERROR_STATUS.get(error_type, 500), f"{error_type}: {message or 'no message'}")
+        error = get(get(result, "error"), "error")
+        error_type, message = get(error, "type"), get(error, "message")
+        status = _ERROR_STATUS.get(error_type, 500) if isinstance(error_type, str) else 500
+        return classify_status(status, f"{str(error_type)[:60]}: {message or 'no message'}")
     if kind in ("canceled", "expired"):
         cause, why = _MISSING["cancelled" if kind == "canceled" else "expired"]
         return ProviderError(cause, why)
-    return ProviderError(Cause.MALFORMED_RESPONSE, f"batch result of unknown type {kind!r}")
+    return ProviderError(Cause.MALFORMED_RESPONSE, f"batch result of unknown type {str(kind)[:60]!r}")

@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from personagym.llm.providers.base import sdk_errors
+from personagym.llm.providers.fields import malformed
+from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
+
+#: The largest batch file or results download read: a job's answers come in one body, so the cap
+#: on one reply (ProviderSettings.max_reply_bytes) is far too small for it; each answer in it is
+#: still held to that cap.
+MAX_DOWNLOAD_BYTES = 2**30
 
 #: Job states. "running" until the provider stops working on the job; then "ended" (every item ran),
 #: "failed" (the job as a whole was rejected, no item ran), "expired" (the 24 h window closed first) or
@@ -54,9 +61,13 @@ class SdkBatchClient:
 
     def __init__(self, provider: Any, sdk: Any, official_url: str, settings: ProviderSettings):
         self._provider = provider
-        self._client = provider.client
+        # The online client's key, base URL and error classes, on a transport that reads whole files.
+        self._client = provider.client.with_options(
+            http_client=http_client(max(MAX_DOWNLOAD_BYTES, settings.max_reply_bytes))
+        )
         self._sdk = sdk
         self._where = public_url(settings.base_url) or official_url
+        self._max_reply_bytes = settings.max_reply_bytes
         self._ids: dict[str, list[str]] = {}  # job id -> custom_ids, for the jobs submitted here
 
     def _errors(self) -> Any:
@@ -74,8 +85,33 @@ class SdkBatchClient:
             if (await self.status(job_id)).state == "running":
                 raise
 
+    def _bounded(self, found: dict[str, Reply | ProviderError]) -> dict[str, Reply | ProviderError]:
+        """Each answer held to the cap on one reply, as online."""
+        limit = self._max_reply_bytes
+        return {
+            cid: ProviderError(Cause.OVERSIZED, f"the reply is larger than {limit:,} bytes (the cap on a reply's size)")
+            if isinstance(outcome, Reply) and len(outcome.text) > limit // 4 and len(outcome.text.encode()) > limit
+            else outcome
+            for cid, outcome in found.items()
+        }
+
     async def aclose(self) -> None:
+        await self._client.close()
         await self._provider.aclose()
+
+
+def plain_id(value: Any, what: str = "job") -> str:
+    """A job or file id as the provider gave it: it is stored and sent back in URLs, so it must be plain."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable() and "/" not in value:
+        return value
+    raise malformed(f"the batch API gave a {what} id that is not one: {str(value)[:60]!r}")
+
+
+def count(value: Any, what: str) -> int:
+    """A job's request count: a whole number, not negative."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise malformed(f"the batch job's {what} count is not a whole number: {str(value)[:60]!r}")
 
 
 def every_item(

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from personagym.llm.batch.base import BatchStatus, SdkBatchClient, check_items, check_size, every_item
+from personagym import secrets
+from personagym.llm.batch.base import BatchStatus, SdkBatchClient, check_items, check_size, count, every_item, plain_id
 from personagym.llm.providers.base import classify_status, error_message
+from personagym.llm.providers.fields import get, malformed
 from personagym.llm.spec import ProviderSettings
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -70,34 +72,38 @@ class OpenAIBatchClient(SdkBatchClient):
             raise
         with self._errors():
             job = await self._client.batches.create(
-                input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
+                input_file_id=plain_id(get(upload, "id"), "file"), endpoint=ENDPOINT, completion_window="24h"
             )
-        self._ids[job.id] = [cid for cid, _ in items]
-        return job.id
+        new = plain_id(get(job, "id"))
+        self._ids[new] = [cid for cid, _ in items]
+        return new
 
     async def status(self, job_id: str) -> BatchStatus:
         job = await self._retrieve(job_id)
-        counts = job.request_counts
+        counts = get(job, "request_counts")
         known = len(self._ids.get(job_id, ()))
         if counts is None:  # not counted yet while validating
             return BatchStatus(_state(job), known, 0, 0)
-        return BatchStatus(_state(job), counts.total or known, counts.completed + counts.failed, counts.failed)
+        total, completed, failed = (count(get(counts, n), n) for n in ("total", "completed", "failed"))
+        return BatchStatus(_state(job), total or known, completed + failed, failed)
 
     async def results(self, job_id: str) -> dict[str, Reply | ProviderError]:
         job = await self._retrieve(job_id)
         state = _state(job)
         if state == "running":
-            raise ValueError(f"batch {job_id} is still running ({job.status}): wait until status() says otherwise")
-        ids = self._ids.get(job_id) or [cid for cid, _ in _lines(await self._content(job.input_file_id))]
+            raise ValueError(f"batch {job_id} is still running: wait until status() says otherwise")
+        ids = self._ids.get(job_id)
+        if not ids:  # a job submitted by another process: its custom_ids are in its input file
+            ids = [cid for cid, _ in _lines(await self._content(plain_id(get(job, "input_file_id"), "file")))]
         if state == "failed":
             failure = _job_failure(job)
             return {cid: failure for cid in ids}
         found: dict[str, Reply | ProviderError] = {}
-        for file_id in (job.output_file_id, job.error_file_id):
+        for file_id in (get(job, "output_file_id"), get(job, "error_file_id")):
             if file_id:
-                for cid, line in _lines(await self._content(file_id)):
+                for cid, line in _lines(await self._content(plain_id(file_id, "file"))):
                     found[cid] = _outcome(line)
-        return every_item(ids, found, _MISSING[state])
+        return every_item(ids, self._bounded(found), _MISSING[state])
 
     async def _cancel(self, job_id: str) -> None:
         await self._client.batches.cancel(job_id)
@@ -112,9 +118,10 @@ class OpenAIBatchClient(SdkBatchClient):
 
 
 def _state(job: Any) -> str:
-    state = _STATES.get(job.status)
+    status = get(job, "status")
+    state = _STATES.get(status) if isinstance(status, str) else None
     if state is None:
-        raise ProviderError(Cause.MALFORMED_RESPONSE, f"batch {job.id} has an unknown status {job.status!r}")
+        raise malformed(f"batch {str(get(job, 'id'))[:60]} has an unknown status {str(status)[:60]!r}")
     return state
 
 
@@ -138,15 +145,17 @@ def _outcome(line: dict) -> Reply | ProviderError:
 
     error = line.get("error")
     if error:
-        code = str(error.get("code") or "") if isinstance(error, dict) else ""
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        return ProviderError(_LINE_ERRORS.get(code, Cause.SERVER_ERROR), f"{code or 'error'}: {message}"[:300])
+        code = str(error.get("code") or "")[:60] if isinstance(error, dict) else ""
+        message = error.get("message") if isinstance(error, dict) else error
+        cause = _LINE_ERRORS.get(code, Cause.SERVER_ERROR)
+        return ProviderError(cause, secrets.clip(f"{code or 'error'}: {message}", 300))
     response = line.get("response")
     if not isinstance(response, dict):
         return ProviderError(Cause.MALFORMED_RESPONSE, "batch line has neither a response nor an error")
     status, body = response.get("status_code"), response.get("body")
     if status != 200:
-        return classify_status(status if isinstance(status, int) else 500, error_message(body, "no error message"))
+        plausible = isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599
+        return classify_status(status if plausible else 500, error_message(body, "no error message"))
     try:
         return parse_completion(body)
     except ProviderError as exc:
@@ -155,8 +164,11 @@ def _outcome(line: dict) -> Reply | ProviderError:
 
 def _job_failure(job: Any) -> ProviderError:
     """Why a failed job ran nothing: it failed validation (or hit the queued-token limit)."""
-    errors = (job.errors.data if job.errors else None) or []
-    codes = {e.code for e in errors}
-    detail = "; ".join(f"line {e.line}: {e.message}" if e.line else str(e.message) for e in errors[:3])
+    errors = get(get(job, "errors"), "data")
+    errors = errors if isinstance(errors, list) else []
+    codes = {str(get(e, "code")) for e in errors}
+    detail = "; ".join(
+        f"line {get(e, 'line')}: {get(e, 'message')}" if get(e, "line") else str(get(e, "message")) for e in errors[:3]
+    )
     cause = Cause.RATE_LIMITED if "token_limit_exceeded" in codes else Cause.BAD_REQUEST
-    return ProviderError(cause, f"the batch failed: {detail or 'no reason given'}"[:300])
+    return ProviderError(cause, secrets.clip(f"the batch failed: {detail or 'no reason given'}", 300))

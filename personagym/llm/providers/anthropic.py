@@ -1,32 +1,36 @@
 """Anthropic's Messages API through the official async SDK.
 
 The SDK installed here (2.x) speaks API version 2026-10-21, which rejects temperature, top_p and
-top_k outright, so no sampling parameter is sent: Claude samples with its own defaults. The cache
-key still carries the requested sampling, so draws at temperature > 0 stay distinct. Structured
+top_k outright, so no sampling parameter is sent: Claude samples with its own defaults, the run
+records "provider default" (personagym.llm.sampling) and the cache keys every call by its draw
+index, never as a deterministic call. Structured
 output uses the native `output_config.format` JSON schema, made API-compatible by the SDK's own
 `transform_schema` (it moves unsupported bounds into descriptions; the gateway validates the bounds).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Mapping
 
 import anthropic
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import sdk_errors
+from personagym.llm.providers import fields
+from personagym.llm.providers.base import rate_headers, sdk_errors
 from personagym.llm.providers.transport import http_client
-from personagym.llm.spec import ProviderSettings, public_url
-from personagym.llm.types import Cause, ProviderError, Reply, Request
+from personagym.llm.sampling import PROVIDER_DEFAULT
+from personagym.llm.spec import ProviderSettings, public_url, register_settings
+from personagym.llm.types import Reply, Request
 
 OFFICIAL_URL = "https://api.anthropic.com"
-_FINISH = {"max_tokens": "length", "model_context_window_exceeded": "length"}
 
 
 class AnthropicProvider:
     max_concurrency = None
 
     def __init__(self, model: str, settings: ProviderSettings):
+        register_settings(settings)  # settings built in Python, not by resolve_settings, count too
         self.model = model
         self.base_url = settings.base_url
         if not settings.api_key:
@@ -39,11 +43,15 @@ class AnthropicProvider:
             base_url=self.base_url,
             max_retries=0,
             timeout=None,
-            http_client=http_client(),
+            http_client=http_client(settings.max_reply_bytes),
         )
 
     def identity(self) -> dict[str, Any]:
-        return {"provider": "anthropic", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
+        # No sampling parameter reaches Claude: every call is a random draw, cached per draw index.
+        return {
+            "provider": "anthropic", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model,
+            "sampling": PROVIDER_DEFAULT,
+        }
 
     async def generate(self, request: Request) -> Reply:
         body = request_body(self.model, request)
@@ -51,8 +59,11 @@ class AnthropicProvider:
         # in extra_body, which the SDK merges into the same JSON object: the wire body is `body`.
         named = {name: body.pop(name) for name in _CREATE_ARGUMENTS if name in body}
         with sdk_errors(anthropic, public_url(self.base_url) or OFFICIAL_URL):
-            message = await self.client.messages.create(**named, extra_body=body or None)
-        return parse_message(message)
+            # The raw response: its headers, and its JSON read by parse_message rather than by the
+            # SDK, which builds its typed objects without checking them.
+            raw = await self.client.messages.with_raw_response.create(**named, extra_body=body or None)
+            data = json.loads(await raw.read())
+        return parse_message(data, rate_headers(raw.headers))
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -82,17 +93,26 @@ def request_body(model: str, request: Request) -> dict[str, Any]:
     return body
 
 
-def parse_message(message: Any) -> Reply:
-    """An SDK Message (an online reply, or a succeeded batch result's message) as a Reply."""
-    try:
-        text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
-        finish = _FINISH.get(message.stop_reason or "", "stop")
-    except (AttributeError, TypeError):
-        raise ProviderError(Cause.MALFORMED_RESPONSE, "response has no content blocks") from None
-    usage = getattr(message, "usage", None)
+def parse_message(message: Any, headers: Mapping[str, str] | None = None) -> Reply:
+    """A Messages API reply (the JSON of an online one, or a succeeded batch result's SDK message) as a
+    Reply; ProviderError (malformed_response) when it is not one. Every field is checked: the server
+    may be broken or hostile, and the SDK passes whatever it is sent into its typed objects."""
+    blocks = fields.get(message, "content")
+    if not isinstance(blocks, list):
+        raise fields.malformed("response has no content blocks")
+    texts = []
+    for block in blocks:
+        kind = fields.get(block, "type")
+        if not isinstance(kind, str):
+            raise fields.malformed("a content block has no type")
+        if kind == "text":
+            texts.append(fields.text(fields.get(block, "text"), "a text block's text") or "")
+    usage = fields.get(message, "usage")
     return Reply(
-        text,
-        finish,
-        getattr(usage, "input_tokens", 0) or 0,
-        getattr(usage, "output_tokens", 0) or 0,
+        "".join(texts),
+        fields.finish(fields.get(message, "stop_reason")),
+        fields.tokens(fields.get(usage, "input_tokens")),
+        fields.tokens(fields.get(usage, "output_tokens")),
+        model=fields.model_name(fields.get(message, "model")),
+        headers=headers,
     )

@@ -7,12 +7,19 @@ thin translation between our plain data and one SDK, and adding a provider touch
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
+import functools
 import json
+import math
 import time
 from types import ModuleType
 from typing import Any, Iterator, Mapping, Protocol
 
+import httpx2
+
+from personagym import secrets
+from personagym.llm.providers.transport import ReplyTooLarge
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 
@@ -30,29 +37,59 @@ class Provider(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=256)
 def schema_of(model_class: Any) -> dict[str, Any]:
-    """The JSON schema of a pydantic model class."""
+    """The JSON schema of a pydantic model class: built once per class (pydantic rebuilds it on every
+    call, measured at milliseconds per request). Callers must not change the dict."""
     return model_class.model_json_schema()
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Read Retry-After (seconds or an HTTP date) or OpenAI's retry-after-ms from response headers."""
+    """Read Retry-After (seconds or an HTTP date) or OpenAI's retry-after-ms from response headers.
+    None when absent or unreadable (the gateway then backs off on its own): a server's garbage here
+    must never stop a run."""
     if not headers:
         return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+    ms = _seconds(headers.get("retry-after-ms"))
+    if ms is not None:
+        return ms / 1000
     value = headers.get("retry-after")
-    if not value:
-        return None
+    seconds = _seconds(value)
+    if seconds is not None or not isinstance(value, str) or not value.strip():
+        return seconds
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        return max(0.0, parsed.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
+        return None
+
+
+def _seconds(value: Any) -> float | None:
+    """A finite, non-negative number of seconds, or None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
+
+
+_RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_RATE_NAMES = ("retry-after", "retry-after-ms")
+
+
+def rate_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The rate-limit-relevant headers of a response, names lower-cased; None without a response.
+    Only these are kept: they are what a limiter reads, and they never carry a credential."""
+    if headers is None:
+        return None
+    kept = {}
+    for name, value in headers.items():
+        low = str(name).lower()
+        if low in _RATE_NAMES or low.startswith(_RATE_PREFIXES):
+            kept[low] = str(value)
+    return kept
 
 
 def classify_status(status: int, message: str, headers: Mapping[str, str] | None = None) -> ProviderError:
@@ -67,7 +104,8 @@ def classify_status(status: int, message: str, headers: Mapping[str, str] | None
         cause = Cause.NOT_FOUND
     else:
         cause = Cause.BAD_REQUEST
-    return ProviderError(cause, f"HTTP {status}: {message[:300]}", retry_after_seconds(headers), status=status)
+    detail = f"HTTP {status}: {secrets.clip(str(message), 300)}"
+    return ProviderError(cause, detail, retry_after_seconds(headers), status=status, headers=rate_headers(headers))
 
 
 def error_message(body: Any, fallback: str) -> str:
@@ -76,7 +114,7 @@ def error_message(body: Any, fallback: str) -> str:
         error = body.get("error", body)
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
-    return json.dumps(body)[:300] if body is not None else fallback
+    return secrets.clip(json.dumps(body, default=str), 300) if body is not None else fallback
 
 
 
@@ -92,8 +130,14 @@ def sdk_errors(sdk: ModuleType, where: str) -> Iterator[None]:
     except sdk.APITimeoutError as exc:
         raise ProviderError(Cause.TIMEOUT, str(exc)) from None
     except sdk.APIConnectionError as exc:
-        raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
+        if isinstance(exc.__cause__, ReplyTooLarge):
+            raise ProviderError(Cause.OVERSIZED, f"{where}: {exc.__cause__}") from None
+        if isinstance(exc.__cause__, httpx2.ConnectError) or exc.__cause__ is None:
+            raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc.__cause__ or exc}") from None
+        # Connected, then lost (a reset mid-body, a broken encoding): not a wrong URL.
+        raise ProviderError(Cause.CONNECTION, f"the connection to {where} broke: {exc.__cause__}") from None
     except sdk.APIStatusError as exc:
         raise classify_status(exc.status_code, error_message(exc.body, exc.message), exc.response.headers) from None
-    except (sdk.APIResponseValidationError, ValueError) as exc:  # ValueError: a body that is not JSON
-        raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {exc}") from None
+    except (sdk.APIResponseValidationError, ValueError, RecursionError) as exc:
+        # ValueError: a body that is not JSON (or not UTF-8); RecursionError: JSON nested absurdly deep.
+        raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {secrets.clip(str(exc), 300)}") from None

@@ -11,17 +11,19 @@ URL handling and error classes remain the SDK's own.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 import httpx2
 import openai
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import schema_of, sdk_errors
+from personagym.llm.providers import fields
+from personagym.llm.providers.base import rate_headers, schema_of, sdk_errors
 from personagym.llm.providers.transport import http_client
-from personagym.llm.spec import ProviderSettings, public_url
+from personagym.llm.sampling import PROVIDER_DEFAULT, honours_sampling
+from personagym.llm.spec import ProviderSettings, public_url, register_settings
 from personagym.llm.structured import TOOL_NAME, Negotiator, Shape, body_fields, parse_choice, prompt_instructions
-from personagym.llm.types import Cause, Message, ProviderError, Reply, Request
+from personagym.llm.types import Message, Reply, Request
 
 OFFICIAL_URL = "https://api.openai.com/v1"
 
@@ -30,6 +32,7 @@ class OpenAIProvider:
     max_concurrency = None
 
     def __init__(self, model: str, settings: ProviderSettings):
+        register_settings(settings)  # settings built in Python, not by resolve_settings, count too
         self.model = model
         self.base_url = settings.base_url
         key = settings.api_key
@@ -46,13 +49,16 @@ class OpenAIProvider:
             base_url=self.base_url,
             max_retries=0,
             timeout=None,
-            http_client=http_client(),
+            http_client=http_client(settings.max_reply_bytes),
         )
         self.where = public_url(self.base_url) or OFFICIAL_URL
         self.negotiator = Negotiator(forced=parse_choice(settings.structured, "--structured-output"))
 
     def identity(self) -> dict[str, Any]:
-        return {"provider": "openai", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
+        identity = {"provider": "openai", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
+        if not honours_sampling("openai", self.model, self.base_url):
+            identity["sampling"] = PROVIDER_DEFAULT  # every call a random draw: cached per draw index
+        return identity
 
     async def generate(self, request: Request) -> Reply:
         if request.schema is None:
@@ -65,7 +71,7 @@ class OpenAIProvider:
         with sdk_errors(openai, self.where):
             response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
             data = json.loads(response.content)
-        return parse_completion(data, shape if request.schema is not None else None)
+        return parse_completion(data, shape if request.schema is not None else None, rate_headers(response.headers))
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -85,11 +91,13 @@ def request_body(model: str, base_url: str | None, request: Request, shape: Shap
     params: dict[str, Any] = {
         "model": model,
         "messages": [{"role": m.role, "content": m.content} for m in messages],
-        "temperature": s.temperature,
     }
+    honoured = honours_sampling("openai", model, base_url)
+    if honoured:
+        params["temperature"] = s.temperature
     # OpenAI's own API has renamed max_tokens; many compatible servers only know the old name.
     params["max_tokens" if base_url else "max_completion_tokens"] = s.max_tokens
-    if s.top_p is not None:
+    if s.top_p is not None and honoured:
         params["top_p"] = s.top_p
     if s.seed is not None:
         params["seed"] = s.seed
@@ -108,28 +116,49 @@ def _with_instructions(messages: tuple[Message, ...], instructions: str) -> tupl
     return (*messages[:last], Message("user", f"{messages[last].content}\n\n{instructions}"), *messages[last + 1 :])
 
 
-def parse_completion(data: Any, shape: Shape | None = None) -> Reply:
-    """A chat.completion response body as a Reply; ProviderError when it is not one. A reply to a
-    forced tool call carries its JSON in the call's arguments."""
-    try:
-        choice = data["choices"][0]
-        message = choice["message"]
-        text = message.get("content")
-        if shape is Shape.TOOLS and message.get("tool_calls"):
-            call = message["tool_calls"][0]["function"]
-            text = call["arguments"] if call.get("name") in (TOOL_NAME, None) else None
-        finish = choice.get("finish_reason") or "stop"
-        usage = data.get("usage") or {}
-        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise ProviderError(Cause.MALFORMED_RESPONSE, "response lacks choices[0].message") from None
-    if text is not None and not isinstance(text, str):
-        raise ProviderError(Cause.MALFORMED_RESPONSE, f"message content is a {type(text).__name__}, not text")
-    if finish == "tool_calls":
-        finish = "stop"
-    return Reply(text or "", str(finish), _tokens(prompt_tokens), _tokens(completion_tokens))
+def parse_completion(data: Any, shape: Shape | None = None, headers: Mapping[str, str] | None = None) -> Reply:
+    """A chat.completion response body as a Reply; ProviderError (malformed_response) when it is not
+    one. Every field is checked: the server may be broken or hostile. A reply to a forced tool call
+    carries its JSON in the call's arguments."""
+    choices = fields.get(data, "choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = fields.get(choice, "message")
+    if not isinstance(message, dict):
+        raise fields.malformed("response lacks choices[0].message")
+    text = _content(message.get("content"))
+    calls = message.get("tool_calls")
+    if shape is Shape.TOOLS and calls:
+        text = _tool_arguments(calls)
+    finish = fields.finish(choice.get("finish_reason"))
+    usage = fields.get(data, "usage")
+    return Reply(
+        text or "",
+        finish,
+        fields.tokens(fields.get(usage, "prompt_tokens")),
+        fields.tokens(fields.get(usage, "completion_tokens")),
+        model=fields.model_name(fields.get(data, "model")),
+        headers=headers,
+    )
 
 
-def _tokens(value: Any) -> int:
-    """A token count as the server reported it; anything but a plausible whole number counts as 0."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
+def _content(content: Any) -> str | None:
+    """message.content: text, null, or (as some compatible servers send) a list of content parts, of
+    which the text parts count. Anything else is a broken reply."""
+    if not isinstance(content, list):
+        return fields.text(content, "message content")
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise fields.malformed("message content is a list that holds something other than content parts")
+        if part["type"] == "text":
+            texts.append(fields.text(part.get("text"), "a text part of the message content") or "")
+    return "".join(texts)
+
+
+def _tool_arguments(calls: Any) -> str | None:
+    call = fields.get(calls[0], "function") if isinstance(calls, list) else None
+    if not isinstance(call, dict):
+        raise fields.malformed("tool_calls[0] has no function")
+    if call.get("name") not in (TOOL_NAME, None):
+        return None
+    return fields.text(call.get("arguments"), "the tool call's arguments")

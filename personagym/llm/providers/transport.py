@@ -1,9 +1,13 @@
-"""The HTTP layer under both SDKs: one aiohttp session, whole bodies, honest error types.
+"""The HTTP layer under both SDKs: one aiohttp session, whole bodies, bounded, honest error types.
 
 The SDKs accept any httpx2 transport. Theirs (httpx2's pool, or the vendored aiohttp adapter) cost
 more CPU per call than the exchange itself, and the adapter reports a refused connection as a
-timeout. This one reads each body at once (we never stream), and maps aiohttp's errors onto the
+timeout. This one reads each body whole (we never stream), and maps aiohttp's errors onto the
 httpx2 types the SDKs turn into APIConnectionError and APITimeoutError. Figures in bench/RESULTS.md.
+
+A body is read chunk by chunk, counting the bytes after aiohttp has decompressed them, and the read
+stops at `max_bytes`: a 50 MB answer, or a 100 KB gzip body that inflates to 100 MB, fails as
+ReplyTooLarge (the providers' Cause.OVERSIZED) with only a chunk or two in memory beyond the cap.
 """
 
 from __future__ import annotations
@@ -13,10 +17,25 @@ import asyncio
 import aiohttp
 import httpx2
 
+#: The largest reply body read, decompressed. No honest chat reply comes near it (a reply of the
+#: largest output budgets, 128k tokens, is well under 1 MB of JSON); ProviderSettings can change it.
+DEFAULT_MAX_REPLY_BYTES = 16 * 2**20
+_CHUNK = 2**16
+
+
+class ReplyTooLarge(httpx2.RequestError):
+    """The reply body passed the cap. An httpx2 RequestError, so both SDKs wrap it in their
+    APIConnectionError with this as its __cause__, where personagym.llm.providers.base finds it."""
+
+    def __init__(self, limit: int, request: httpx2.Request):
+        super().__init__(f"the reply is larger than {limit:,} bytes (the cap on a reply's size)", request=request)
+        self.limit = limit
+
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.max_bytes = max_bytes
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the event loop that will run it.
@@ -41,7 +60,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=body or None,
                 allow_redirects=False,
             ) as response:
-                content = await response.read()
+                content = await self._read(response, request)
         except aiohttp.ClientConnectorError as exc:
             raise httpx2.ConnectError(str(exc), request=request) from exc
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -52,12 +71,30 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-encoding"]
         return httpx2.Response(response.status, headers=headers, content=content, request=request)
 
+    async def _read(self, response: aiohttp.ClientResponse, request: httpx2.Request) -> bytes:
+        """The whole body, decompressed, or ReplyTooLarge as soon as it passes the cap (a declared
+        length over the cap fails before anything is read). The connection of a body left unread is
+        closed, never returned to the pool."""
+        declared = response.content_length if response.headers.get("content-encoding") is None else None
+        if declared is not None and declared > self.max_bytes:
+            response.close()
+            raise ReplyTooLarge(self.max_bytes, request)
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                response.close()
+                raise ReplyTooLarge(self.max_bytes, request)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
 
-def http_client() -> httpx2.AsyncClient:
-    """An httpx2 client for an SDK, on our transport, with no timeout of its own (the gateway's rules)."""
-    return httpx2.AsyncClient(transport=AiohttpTransport(), timeout=None)
+def http_client(max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> httpx2.AsyncClient:
+    """An httpx2 client for an SDK, on our transport, with no timeout of its own (the gateway's rules),
+    reading no reply body larger than `max_bytes`."""
+    return httpx2.AsyncClient(transport=AiohttpTransport(max_bytes), timeout=None)
