@@ -33,20 +33,26 @@ def read_ratings(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str,
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path} ({exc}): pass a UTF-8 CSV file of human ratings")
     reader = csv.reader(text.splitlines())
-    header = next(reader, None)
-    if not header:
-        raise UserError(f"{path} is empty: it needs a header row with columns {', '.join(REQUIRED)}")
-    columns = [c.strip().lower() for c in header]
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
+    try:
+        header = next(reader, None)
+        if not header:
+            raise UserError(f"{path} is empty: it needs a header row with columns {', '.join(REQUIRED)}")
+        columns = [c.strip().lower() for c in header]
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            raise UserError(
+                f"{path} has no {', '.join(missing)} column (found: {', '.join(columns)[:200]}): "
+                f"add columns {', '.join(REQUIRED)}, and optionally index or question"
+            )
+        rows = []
+        for number, cells in enumerate(reader, start=2):  # the header is row 1
+            if any(c.strip() for c in cells):
+                rows.append((number, {c: (cells[i] if i < len(cells) else "") for i, c in enumerate(columns)}))
+    except csv.Error as exc:  # a cell over the csv module's size limit, a NUL byte...
         raise UserError(
-            f"{path} has no {', '.join(missing)} column (found: {', '.join(columns)}): "
-            f"add columns {', '.join(REQUIRED)}, and optionally index or question"
-        )
-    rows = []
-    for number, cells in enumerate(reader, start=2):  # the header is row 1
-        if any(c.strip() for c in cells):
-            rows.append((number, {c: (cells[i] if i < len(cells) else "") for i, c in enumerate(columns)}))
+            f"{path} line {reader.line_num} cannot be read as CSV ({exc}): fix that line (a rating's cells are short "
+            "texts and a number)"
+        ) from None
     return columns, rows
 
 

@@ -8,11 +8,13 @@ pinned commit. A benchmark directory is laid out as::
     environments.json             optional: upstream's 150 environment names
     reference_scores.json         optional: upstream's published scores
     LICENSE, MANIFEST.sha256      optional
+    upstream-method/              upstream's rubric and grading-prompt files (`--rubrics upstream`)
 
-The package carries the sha256 of every file (`benchmark_v1.sha256`) and the persona order
-(`benchmark_v1_personas.json`), so nothing read from disk or the network is trusted before it is
-checked. `download_benchmark` fetches the questions into the user's cache (`default_benchmark_dir`);
-`load_benchmark` verifies and reads a directory.
+The package carries the sha256 of every file (`benchmark_v1.sha256`, `upstream_method.sha256`) and the
+persona order (`benchmark_v1_personas.json`), so nothing read from disk or the network is trusted
+before it is checked. `download_benchmark` fetches the questions into the user's cache
+(`default_benchmark_dir`), `download_method` upstream's method files beside them; `load_benchmark`
+verifies and reads a directory (`personagym.method.upstream.load_method` a method folder).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Callable, Iterable
 
 from personagym.errors import UserError
 from personagym.files import write_atomic
+from personagym.method.upstream import METHOD_DIR, method_sums
 
 __all__ = [
     "TASKS",
@@ -45,7 +48,9 @@ __all__ = [
     "Benchmark",
     "load_benchmark",
     "default_benchmark_dir",
+    "default_method_dir",
     "download_benchmark",
+    "download_method",
     "packaged_sums",
 ]
 
@@ -241,6 +246,11 @@ def default_benchmark_dir() -> Path:
     return Path.home() / ".cache" / "personagym" / BENCHMARK_NAME
 
 
+def default_method_dir() -> Path:
+    """Where `personagym benchmark download` puts upstream's method files: beside the benchmark's."""
+    return default_benchmark_dir() / METHOD_DIR
+
+
 # -- downloading -----------------------------------------------------------------------------------
 
 
@@ -258,20 +268,55 @@ def download_benchmark(
     in the caller's thread after each file (kept or fetched); personas.json counts as one file.
     """
     root = Path(dest).expanduser() if dest is not None else default_benchmark_dir()
+    base_url = _checked(base_url)
+    sums = packaged_sums()
+    files = [
+        (rel, f"{base_url}/questions/{BENCHMARK_NAME}/{urllib.parse.quote(persona)}.json", sums[rel])
+        for persona in _persona_order()
+        for rel in [_questions_rel(persona)]
+    ]
+    return _download(root, files, progress, ("personas.json", _personas_json_bytes, sums["personas.json"]))
+
+
+def download_method(
+    dest: str | Path | None = None,
+    *,
+    base_url: str = UPSTREAM_RAW,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Fetch upstream's rubric and grading-prompt files (for `--rubrics upstream`) into `dest`
+    (default: `default_method_dir()`) and return the directory; as `download_benchmark`, each file is
+    verified against its packaged sum before it is written, and valid files are kept."""
+    root = Path(dest).expanduser() if dest is not None else default_method_dir()
+    base_url = _checked(base_url)
+    files = [(rel, f"{base_url}/{urllib.parse.quote(rel)}", digest) for rel, digest in method_sums().items()]
+    return _download(root, files, progress)
+
+
+def _checked(base_url: str) -> str:
     base_url = base_url.rstrip("/")
     if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
-        raise UserError(f"benchmark base URL {base_url!r} is not an http(s) URL: pass one like {UPSTREAM_RAW}")
-    sums = packaged_sums()
-    personas = _persona_order()
+        raise UserError(f"--from {base_url!r} is not an http(s) URL: pass a mirror like {UPSTREAM_RAW}")
+    return base_url
+
+
+def _download(
+    root: Path,
+    files: list[tuple[str, str, str]],
+    progress: Callable[[int, int], None] | None,
+    local: tuple[str, Callable[[], bytes], str] | None = None,
+) -> Path:
+    """Fetch each (path under root, URL, sha256) not already valid; `local` is a file made here instead."""
     try:
-        (root / "questions").mkdir(parents=True, exist_ok=True)
+        for folder in sorted({(root / rel).parent for rel, _, _ in files}):
+            folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(
             f"cannot create benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
-            "pass a writable --benchmark-dir or set PERSONAGYM_CACHE"
+            "pass a writable folder with --to or set PERSONAGYM_CACHE"
         ) from None
 
-    total = 1 + len(personas)
+    total = len(files) + (local is not None)
     done = 0
 
     def tick() -> None:
@@ -280,39 +325,38 @@ def download_benchmark(
         if progress is not None:
             progress(done, total)
 
-    if not _is_valid(root / "personas.json", sums["personas.json"]):
-        _write_atomic(root, "personas.json", _personas_json_bytes())
-    tick()
+    if local is not None:
+        rel, make, digest = local
+        if not _is_valid(root / rel, digest):
+            _write_atomic(root, rel, make())
+        tick()
 
     todo = []
-    for persona in personas:
-        rel = _questions_rel(persona)
-        if _is_valid(root / rel, sums[rel]):
+    for rel, url, digest in files:
+        if _is_valid(root / rel, digest):
             tick()
         else:
-            todo.append(rel)
+            todo.append((rel, url, digest))
     if not todo:
         return root
 
     stop = threading.Event()
 
-    def fetch(rel: str) -> None:
+    def fetch(rel: str, url: str, digest: str) -> None:
         if stop.is_set():
             return
-        persona = rel.removeprefix("questions/").removesuffix(".json")
-        url = f"{base_url}/questions/{BENCHMARK_NAME}/{urllib.parse.quote(persona)}.json"
         data = _fetch(url, rel, stop)
         if data is None:  # stopped because another file failed
             return
-        if _sha256(data) != sums[rel]:
+        if _sha256(data) != digest:
             raise UserError(
                 f"the download of {rel} from {url} failed its sha256 check (the server sent different content): "
-                "run `personagym benchmark download` again later, or check --base-url"
+                "run `personagym benchmark download` again later, or check the mirror given with --from"
             )
         _write_atomic(root, rel, data)
 
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="personagym-download") as pool:
-        pending = {pool.submit(fetch, rel) for rel in todo}
+        pending = {pool.submit(fetch, *item) for item in todo}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -343,11 +387,11 @@ def _write_atomic(root: Path, rel: str, data: bytes) -> None:
         if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
             raise UserError(
                 f"cannot write into benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
-                "pass a writable --benchmark-dir or set PERSONAGYM_CACHE"
+                "pass a writable folder with --to or set PERSONAGYM_CACHE"
             ) from None
         raise UserError(
             f"cannot write benchmark file {_flat(target)} ({_flat(exc.strerror or exc)}): "
-            "free some disk space or pass a writable --benchmark-dir"
+            "free some disk space or pass a writable folder with --to"
         ) from None
 
 
@@ -365,7 +409,7 @@ def _fetch(url: str, rel: str, stop: threading.Event) -> bytes | None:
             if len(data) > MAX_FILE_BYTES:
                 raise UserError(
                     f"the download of {rel} from {url} is larger than {MAX_FILE_BYTES} bytes, so it is not a "
-                    "benchmark file: check --base-url"
+                    "benchmark file: check the mirror given with --from"
                 )
             return data
         except urllib.error.HTTPError as exc:
@@ -375,9 +419,9 @@ def _fetch(url: str, rel: str, stop: threading.Event) -> bytes | None:
                 continue
             if exc.code == 404:
                 raise UserError(
-                    f"the server has no {rel} (HTTP 404 for {url}): check --base-url; the default is {UPSTREAM_RAW}"
+                    f"the server has no {rel} (HTTP 404 for {url}): check the mirror given with --from; the default is {UPSTREAM_RAW}"
                 ) from None
-            raise UserError(f"the download of {rel} was refused (HTTP {exc.code} for {url}): check --base-url") from None
+            raise UserError(f"the download of {rel} was refused (HTTP {exc.code} for {url}): check the mirror given with --from") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # connection refused, reset, timeout, DNS...
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             last_error = _flat(reason) or type(exc).__name__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,8 +21,20 @@ _SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def write_atomic(target: str | Path, data: bytes | str) -> None:
-    """Replace `target` with `data` (text is written as strict UTF-8, with no newline translation)."""
+    """Replace `target` with `data` (text is written as strict UTF-8, with no newline translation).
+
+    A target that is a device or a pipe (/dev/stdout, a FIFO) is written into, not replaced: there is
+    no old content to keep, and renaming over it would replace the device itself.
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    target = Path(target)
+    if _kind(target) == "special":
+        try:
+            with open(target, "wb") as fh:
+                fh.write(payload)
+        except OSError as exc:
+            raise _write_error(target, exc) from exc
+        return
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(payload)
@@ -36,20 +49,44 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     any SQLite journal beside it.
     """
     target = Path(target)
-    tmp = _new_file(target)
+    try:
+        tmp = _new_file(target)
+    except OSError as exc:  # a read-only or full disk, a folder we may not write
+        raise _write_error(target, exc) from exc
     try:
         try:
             yield tmp
             _fsync(tmp)
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             _remove(tmp)
+            if isinstance(exc, OSError):
+                raise _write_error(target, exc) from exc
             raise
         _fsync_folder(target.parent)
     finally:
         # After the rename nothing can open the old name again, so its journals are only litter.
         for suffix in _SIDECARS:
             _remove(Path(f"{tmp}{suffix}"))
+
+
+def _kind(path: Path) -> str:
+    """"absent", "folder", "file" or "special" (a device, pipe or socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "absent"  # or unreadable: the write itself will say why
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
+def _write_error(target: Path, exc: OSError) -> OSError:
+    """The same error, naming the target rather than our temporary file (the CLI turns a full or
+    read-only disk into one line with the fix)."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
 
 
 def _new_file(target: Path) -> Path:
@@ -60,8 +97,11 @@ def _new_file(target: Path) -> Path:
     setting it, which races with other threads creating files.
     """
     folder = target.parent
-    if target.is_dir():
+    kind = _kind(target)
+    if kind == "folder":
         raise UserError(f"{target} is a folder, not a file: pass the path of a file to write")
+    if kind == "special":
+        raise UserError(f"{target} is a device or pipe, not a file: pass the path of a file to write")
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise UserError(f"cannot write {target}: the folder {folder} {problem}; create it or choose another path")

@@ -1,16 +1,24 @@
 """The `personagym` command: thin wrappers over the library, and the one place errors become exit codes.
 
-Exit codes: 0 success, 1 a model or internal failure, 2 bad input (one line with the fix), 130 Ctrl-C.
+Exit codes: 0 success, 1 a model or internal failure, 2 bad input or an unusable file or disk (one line
+with the fix), 130 Ctrl-C, 143 SIGTERM (handled as Ctrl-C: a run is marked interrupted and resumes).
 """
 
 from __future__ import annotations
 
+import errno
+import signal
+import sqlite3
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
 from personagym.errors import InvalidParameter, UserError
+
+if TYPE_CHECKING:
+    from personagym.config import Key
 
 DEFAULT_DB = "personagym.db"
 # Library parameters whose flag has another name; the rest are the parameter with dashes.
@@ -64,26 +72,62 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     if debug:
         import logging
 
+        from personagym.secrets import install_log_redaction
+
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
         for noisy in ("httpx", "httpx2", "httpcore", "openai", "anthropic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    ctx.obj = {"config": load_config(config_path)}
+        install_log_redaction()  # every line and traceback --debug prints, whichever logger wrote it
+    ctx.obj = {"config": load_config(config_path, keys=config_keys())}
+
+
+def config_keys() -> dict[str, "Key"]:
+    """What the config file may set: every flag of `run` and `benchmark` (by its setting's name or by
+    the flag's, with underscores), the personas file and the benchmark folder. Read from the options
+    themselves, so a new flag is a config key at once, of the flag's type."""
+    from personagym.cli.run import run_options
+    from personagym.config import Key
+
+    keys = {"personas": Key("text"), "benchmark_dir": Key("text")}
+    for param in click.command()(run_options(lambda **_: None)).params:
+        if not isinstance(param, click.Option):
+            continue
+        if param.is_flag:
+            key = Key("bool")
+        elif isinstance(param.type, click.Choice):
+            key = Key("choice", tuple(param.type.choices))
+        elif isinstance(param.type, click.types.IntParamType):
+            key = Key("int")
+        elif isinstance(param.type, click.types.FloatParamType):
+            key = Key("number")
+        else:
+            key = Key("texts" if "," in (param.metavar or "") else "text")
+        keys[param.name] = key
+        for flag in param.opts:
+            alias = flag.lstrip("-").replace("-", "_")
+            if flag.startswith("--") and alias != param.name:
+                keys[alias] = Key(key.kind, key.choices, param=param.name)
+    return keys
 
 
 def _register() -> None:
     """Commands live in their own modules; importing them attaches them to `cli`."""
-    from personagym.cli import cache, compare, merge, models, report, results, run  # noqa: F401
+    from personagym.cli import audit, cache, compare, merge, models, report, results, run  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
+    from personagym.summary import printable
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     _register()
+    stop = _Stop()
     try:
-        cli.main(args, prog_name="personagym", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        with stop.on_sigterm():
+            cli.main(args, prog_name="personagym", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(stop.message(), err=True)
+        sys.exit(stop.exit_code())
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -92,13 +136,70 @@ def main(argv: list[str] | None = None) -> None:
             raise
         # The library names its parameters; the user typed flags.
         message = f"{flag_for(exc.param)} {exc.problem}" if isinstance(exc, InvalidParameter) else str(exc)
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {printable(message)}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        explained = environment_problem(exc)
+        if explained is not None:
+            click.echo(f"error: {printable(explained)}", err=True)
+            sys.exit(UserError.exit_code)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {printable(exc)} (rerun with --debug for the traceback)", err=True
+        )
         sys.exit(1)
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """A failure that is the disk's or the database file's, not ours (a full disk, a read-only or
+    damaged file), as one line with the fix; None for anything else. Runs write as they go, in
+    transactions, so a run stopped by one of these resumes where it stopped."""
+    if isinstance(exc, sqlite3.Error):
+        from personagym.store.db import problem
+
+        return problem(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{exc.filename or 'a file'}: {exc.strerror}: free some space and run the same command again "
+            "(a run resumes where it stopped)"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{exc.filename or 'a file'}: {exc.strerror}: choose a path you may write, or fix the permissions"
+    return None
+
+
+class _Stop:
+    """How the command was stopped: Ctrl-C (SIGINT), or SIGTERM (a `kill`, a service manager, a CI
+    timeout), which is handled exactly as Ctrl-C and told apart only by the message and exit code."""
+
+    def __init__(self) -> None:
+        self.signal = signal.SIGINT
+
+    def message(self) -> str:
+        return "interrupted" if self.signal == signal.SIGINT else "interrupted (SIGTERM)"
+
+    def exit_code(self) -> int:
+        return 128 + int(self.signal)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.signal = signal.SIGTERM
+        # Whatever Ctrl-C would do now: asyncio.run's handler cancels the running task (so a run
+        # marks itself interrupted and releases its lock), Python's own raises KeyboardInterrupt.
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def on_sigterm(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGTERM, self._on_term)
+        except ValueError:  # not the main thread, where signals cannot be handled: leave them be
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)

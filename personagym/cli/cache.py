@@ -23,10 +23,10 @@ def cache_stats(ctx: click.Context, db: str | None) -> None:
       personagym cache stats
     """
     from personagym.llm.cache import Cache
-    from personagym.store import connect
+    from personagym.store.db import connect_read
 
     path = db_path(ctx, db)
-    stats = Cache(connect(path)).stats()
+    stats = Cache(connect_read(path)).stats()  # only reads: a mistyped --db is not created
     click.echo(f"{stats['entries']} cached replies in {path}")
     for m in stats["models"]:
         click.echo(f"  {m['model']}: {m['entries']} replies, {m['text_bytes'] / 1024:.1f} KiB of text")
@@ -49,5 +49,5 @@ def cache_clear(ctx: click.Context, db: str | None, model: str | None) -> None:
     from personagym.store import connect
 
     name = str(parse_spec(model)) if model else None
-    removed = Cache(connect(db_path(ctx, db))).clear(name)
+    removed = Cache(connect(db_path(ctx, db), create=False)).clear(name)  # a mistyped --db is not created
     click.echo(f"removed {removed} cached replies" + (f" of {name}" if name else ""))

@@ -44,8 +44,8 @@ def merge_command(out: str, shards: tuple[str, ...], run_name: str | None) -> No
     from personagym.pipeline.evaluate import run_name_for
     from personagym.pipeline.shards import read_shards, shard_text
     from personagym.score import run_results
-    from personagym.store import connect
-    from personagym.store.merge import write_merged
+    from personagym.store.db import connect_read
+    from personagym.store.merge import OUT_FIX, write_merged
     from personagym.store.runs import RunStore
     from personagym.summary import summary_lines
 
@@ -55,7 +55,7 @@ def merge_command(out: str, shards: tuple[str, ...], run_name: str | None) -> No
         write_merged(target, whole.to_merge())
     finally:
         whole.close()
-    store = RunStore(connect(target))
+    store = RunStore(connect_read(target, label="merge output", fix=OUT_FIX))
     run = store.find_run(whole.name)
     assert run is not None
     click.echo(f"merged {len(whole.shards)} shards ({len(whole.personas)} personas) into {out} as run {whole.name}")

@@ -37,7 +37,7 @@ async def select_environments(ctx: Context, persona: Persona) -> list[Environmen
         if completion is None:
             return None
         names = list(dict.fromkeys(completion.parsed.environments))  # a repeated name counts once
-        ctx.store.save_environments(persona.id, recipe, names)
+        names = ctx.store.save_environments(persona.id, recipe, names)  # another run may have written first
     ctx.progress.done(Stage.ENVIRONMENTS)
     by_name = {e.name: e for e in ctx.catalog}
     return [by_name[n] for n in names if n in by_name]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from personagym.errors import UserError
-from personagym.store import connect
+from personagym.store.db import connect_read
 from personagym.store.merge import MergedRun, Part, show_value
 from personagym.store.runs import RunRow, RunStore
 
@@ -127,7 +127,7 @@ def read_shards(
 
 
 def _read_shard(path: Path, run: str | None) -> Shard:
-    conn = connect(path)
+    conn = connect_read(path, label="shard database", fix="pass the databases the --shard K/N runs wrote")
     try:
         runs = [r for r in RunStore(conn).runs() if SHARD_KEY in r.config]
         if run is not None:

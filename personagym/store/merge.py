@@ -17,7 +17,10 @@ from typing import Any, Sequence
 from personagym.errors import UserError
 from personagym.files import atomic_path
 from personagym.store.db import connect, transaction
+from personagym.store.locks import check_free
 from personagym.store.runs import RunRow
+
+OUT_FIX = "merge into a new file (another OUT.db)"
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def write_merged(out: Path, whole: MergedRun) -> None:
     single transaction.
     """
     if out.exists():
-        conn = connect(out)
+        conn = connect(out, create=False, label="merge output", fix=OUT_FIX)
         try:
             _merge_into(conn, out, whole)
         finally:
@@ -60,7 +63,7 @@ def write_merged(out: Path, whole: MergedRun) -> None:
     if not out.parent.is_dir():
         raise UserError(f"the folder of {out} does not exist: create it or write the merge elsewhere")
     with atomic_path(out) as tmp:
-        conn = connect(tmp)
+        conn = connect(tmp, label="merge output", fix=OUT_FIX)
         try:
             _merge_into(conn, out, whole)
             conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file to rename; connect() restores WAL
@@ -205,6 +208,7 @@ def _open_run(dst: sqlite3.Connection, out: Path, whole: MergedRun) -> int:
             (whole.name, whole.status, json.dumps(whole.config, sort_keys=True), created, updated),
         ).lastrowid
     run_id, config = row[0], json.loads(row[1])
+    check_free(dst, run_id, whole.name)  # a process evaluating it now would write beside the merge
     for key in sorted(set(config) | set(whole.config)):
         if config.get(key) != whole.config.get(key):
             raise UserError(

@@ -156,4 +156,111 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE runs ADD COLUMN prices TEXT;
         """,
     ),
+    (
+        6,
+        "grading as it happened",
+        """
+        -- Repeated judge draws (--judge-samples): a verdict per judge and draw; the place each item had
+        -- in its judge batch (shuffled order), so position effects can be measured later.
+        CREATE TABLE verdicts_by_draw (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            judge TEXT NOT NULL,
+            sample INTEGER NOT NULL DEFAULT 0,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            reasoning TEXT NOT NULL,
+            position INTEGER,               -- 1-based place in the judge batch as sent
+            batch_size INTEGER,
+            PRIMARY KEY (run_id, question_id, judge, sample)
+        );
+        INSERT INTO verdicts_by_draw (run_id, question_id, judge, sample, score, reasoning)
+            SELECT run_id, question_id, judge, 0, score, reasoning FROM verdicts;
+        DROP TABLE verdicts;
+        ALTER TABLE verdicts_by_draw RENAME TO verdicts;
+        -- Answers as the agent gave them: cut at the token budget is a flag, not a failure; reasoning
+        -- the agent emitted (<think> blocks, reasoning fields) is kept apart and never shown to judges.
+        ALTER TABLE answers ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE answers ADD COLUMN reasoning TEXT;
+        -- The model id the provider says answered (a dated snapshot behind an alias, say).
+        ALTER TABLE calls ADD COLUMN answered_by TEXT;
+        """,
+    ),
+    (
+        7,
+        "run locks",
+        """
+        -- One writer per run (personagym.store.locks): the process evaluating a run, so a second one is
+        -- refused while it lives and takes over once it is gone (its pid dead on its host, or its
+        -- heartbeat silent). token tells this holder's lock from a later one of the same pid.
+        CREATE TABLE run_locks (
+            run_id INTEGER PRIMARY KEY REFERENCES runs (id),
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            token TEXT NOT NULL,
+            since REAL NOT NULL,
+            heartbeat REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        8,
+        "dialogues",
+        """
+        -- Conversations (--dialogues, personagym.store.dialogues). A conversation's opening message does
+        -- not depend on the agent: it is kept by its recipe (interlocutor, sampling, versions, tactic,
+        -- setting, draw) and reused by every run that would write it the same way.
+        CREATE TABLE dialogue_openings (
+            persona_id INTEGER NOT NULL REFERENCES personas (id),
+            recipe TEXT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (persona_id, recipe)
+        );
+        CREATE TABLE dialogues (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            persona_id INTEGER NOT NULL REFERENCES personas (id),
+            ordinal INTEGER NOT NULL,       -- 0-based, among the persona's conversations
+            tactic TEXT NOT NULL,           -- a key of personagym/method/tactics.toml
+            setting TEXT,                   -- the environment it is set in; null when none was chosen
+            UNIQUE (run_id, persona_id, ordinal)
+        );
+        -- One row per user turn, written as soon as the interlocutor wrote it; the agent's reply is
+        -- filled in when it comes, so a stopped run resumes at the first turn without one.
+        CREATE TABLE dialogue_turns (
+            dialogue_id INTEGER NOT NULL REFERENCES dialogues (id),
+            turn INTEGER NOT NULL,          -- 1-based
+            user TEXT NOT NULL,
+            agent TEXT,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            reasoning TEXT,
+            PRIMARY KEY (dialogue_id, turn)
+        );
+        CREATE TABLE turn_verdicts (
+            dialogue_id INTEGER NOT NULL REFERENCES dialogues (id),
+            turn INTEGER NOT NULL,
+            judge TEXT NOT NULL,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            break_level TEXT NOT NULL CHECK (break_level IN ('none', 'soft_slip', 'talks_about_ai', 'admits_ai')),
+            reasoning TEXT NOT NULL,
+            PRIMARY KEY (dialogue_id, turn, judge)
+        );
+        """,
+    ),
+    (
+        9,
+        "judge audits",
+        """
+        -- `personagym audit` (personagym.store.audits): per run and judge, the latest audit's probes
+        -- (value, interval, n, baseline, verdict) and the settings that make two audits comparable. The
+        -- calls themselves are in llm_cache and calls, so a stopped audit resumes without paying twice.
+        CREATE TABLE audits (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            judge TEXT NOT NULL,
+            settings TEXT NOT NULL,        -- JSON: sample, seed, candidates, prompt versions
+            probes TEXT NOT NULL,          -- JSON: probe -> {value, ci, n, baseline, status, verdict, ...}
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, judge)
+        );
+        """,
+    ),
 ]

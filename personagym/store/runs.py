@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, AsyncContextManager, Iterable, Sequence
 
 from personagym.errors import UserError
 from personagym.llm.types import CallRecord
 from personagym.store.db import transaction
+from personagym.store.locks import RunLock
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RunRow:
 class RunStore:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.locks: dict[int, RunLock] = {}  # the runs this store's process holds (open_run)
 
     # -- runs -------------------------------------------------------------------------------
     def find_run(self, name: str) -> RunRow | None:
@@ -41,28 +44,52 @@ class RunStore:
         return [RunRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
     def open_run(self, name: str, config: dict[str, Any]) -> int:
-        """Create the run, or resume it if its config matches; a conflicting config is refused."""
-        existing = self.find_run(name)
+        """Create the run, or resume it if its config matches, and take its lock (one writer per run,
+        personagym.store.locks); a conflicting config or a live holder is refused, with nothing written."""
+        text = finite_json(config, f"the config of run {name!r}")
         now = time.time()
-        if existing is None:
-            cur = self.conn.execute(
-                "INSERT INTO runs (name, status, config, created_at, updated_at) VALUES (?, 'running', ?, ?, ?)",
-                (name, json.dumps(config, sort_keys=True), now, now),
-            )
-            return cur.lastrowid
-        for key in sorted(set(existing.config) | set(config)):
-            if existing.config.get(key) != config.get(key):
-                raise UserError(
-                    f"run {name!r} exists with a different {key} ({_show(existing.config.get(key))}, now "
-                    f"{_show(config.get(key))}): resume it with the same settings or pass a new --run name"
-                )
         with transaction(self.conn):
-            self.conn.execute("UPDATE runs SET status = 'running', updated_at = ? WHERE id = ?", (now, existing.id))
-            self.conn.execute("DELETE FROM failures WHERE run_id = ?", (existing.id,))  # retried now
-        return existing.id
+            existing = self.find_run(name)
+            if existing is None:
+                run_id = self.conn.execute(
+                    "INSERT INTO runs (name, status, config, created_at, updated_at) VALUES (?, 'running', ?, ?, ?)",
+                    (name, text, now, now),
+                ).lastrowid
+            else:
+                for key in sorted(set(existing.config) | set(config)):
+                    if existing.config.get(key) != config.get(key):
+                        raise UserError(
+                            f"run {name!r} exists with a different {key} ({_show(existing.config.get(key))}, now "
+                            f"{_show(config.get(key))}): resume it with the same settings or pass a new --run name"
+                        )
+                run_id = existing.id
+            lock = RunLock(self.conn, run_id, name)
+            lock.take()
+            if existing is not None:
+                self.conn.execute("UPDATE runs SET status = 'running', updated_at = ? WHERE id = ?", (now, run_id))
+                self.conn.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))  # retried now
+        self.locks[run_id] = lock
+        return run_id
+
+    def keeping(self, run_id: int) -> AsyncContextManager[None]:
+        """Keep this process's lock on the run alive while the block runs (see RunLock.kept)."""
+        lock = self.locks.get(run_id)
+        return lock.kept() if lock is not None else nullcontext()
+
+    def close_run(self, run_id: int, status: str) -> None:
+        """Record how the run ended and release its lock, in one transaction; a process whose lock was
+        taken over meanwhile leaves the status to the new holder."""
+        lock = self.locks.pop(run_id, None)
+        with transaction(self.conn):
+            if lock is None or lock.held():
+                self.conn.execute(
+                    "UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), run_id)
+                )
+            if lock is not None:
+                lock.release()
 
     def set_prices(self, run_id: int, prices: dict[str, dict[str, float]]) -> None:
-        self.conn.execute("UPDATE runs SET prices = ? WHERE id = ?", (json.dumps(prices, sort_keys=True), run_id))
+        self.conn.execute("UPDATE runs SET prices = ? WHERE id = ?", (finite_json(prices, "a price table"), run_id))
 
     def prices(self, run_id: int) -> dict[str, dict[str, float]]:
         row = self.conn.execute("SELECT prices FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -94,8 +121,14 @@ class RunStore:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def save_environments(self, persona_id: int, recipe: str, names: list[str]) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO environment_sets VALUES (?, ?, ?)", (persona_id, recipe, json.dumps(names)))
+    # Agent-independent artifacts (environments, questions, examples) are shared by every run of the
+    # same recipe: the first one written stays, and a run that made its own meanwhile gets the stored
+    # one back to use, so no run's export shows an artifact its judges never saw.
+    def save_environments(self, persona_id: int, recipe: str, names: list[str]) -> list[str]:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO environment_sets VALUES (?, ?, ?)", (persona_id, recipe, json.dumps(names))
+        )
+        return self.environments(persona_id, recipe) or names
 
     def questions(self, persona_id: int, task: str, recipe: str) -> list[tuple[int, str]] | None:
         rows = self.conn.execute(
@@ -122,10 +155,11 @@ class RunStore:
         ).fetchone()
         return {int(k): v for k, v in json.loads(row[0]).items()} if row else None
 
-    def save_examples(self, question_id: int, recipe: str, examples: dict[int, str]) -> None:
+    def save_examples(self, question_id: int, recipe: str, examples: dict[int, str]) -> dict[int, str]:
         self.conn.execute(
-            "INSERT OR REPLACE INTO examples VALUES (?, ?, ?)", (question_id, recipe, json.dumps(examples))
+            "INSERT OR IGNORE INTO examples VALUES (?, ?, ?)", (question_id, recipe, json.dumps(examples))
         )
+        return self.examples(question_id, recipe) or examples
 
     def answer(self, run_id: int, question_id: int) -> str | None:
         row = self.conn.execute(
@@ -133,24 +167,34 @@ class RunStore:
         ).fetchone()
         return row[0] if row else None
 
-    def save_answer(self, run_id: int, question_id: int, text: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (run_id, question_id, text))
+    def save_answer(
+        self, run_id: int, question_id: int, text: str, truncated: bool = False, reasoning: str | None = None
+    ) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO answers (run_id, question_id, text, truncated, reasoning) VALUES (?, ?, ?, ?, ?)",
+            (run_id, question_id, text, truncated, reasoning),
+        )
 
-    def judged(self, run_id: int, judge: str, question_ids: list[int]) -> set[int]:
-        """Which of these questions the judge has already graded in this run."""
+    def judged(self, run_id: int, judge: str, question_ids: list[int], sample: int = 0) -> set[int]:
+        """Which of these questions the judge has already graded in this run (in this draw)."""
         marks = ",".join("?" * len(question_ids))
         rows = self.conn.execute(
-            f"SELECT question_id FROM verdicts WHERE run_id = ? AND judge = ? AND question_id IN ({marks})",
-            (run_id, judge, *question_ids),
+            f"SELECT question_id FROM verdicts WHERE run_id = ? AND judge = ? AND sample = ? "
+            f"AND question_id IN ({marks})",
+            (run_id, judge, sample, *question_ids),
         )
         return {r[0] for r in rows}
 
-    def save_verdicts(self, run_id: int, judge: str, verdicts: list[tuple[int, int, str]]) -> None:
-        """verdicts: (question_id, score, reasoning); a batch lands whole or not at all."""
+    def save_verdicts(
+        self, run_id: int, judge: str, verdicts: list[tuple[int, int, str, int]], sample: int = 0
+    ) -> None:
+        """verdicts: (question_id, score, reasoning, place in the batch as sent); a batch lands whole or
+        not at all."""
         with transaction(self.conn):
             self.conn.executemany(
-                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
-                [(run_id, qid, judge, score, reasoning) for qid, score, reasoning in verdicts],
+                "INSERT OR REPLACE INTO verdicts (run_id, question_id, judge, sample, score, reasoning, position, "
+                "batch_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, qid, judge, sample, score, why, place, len(verdicts)) for qid, score, why, place in verdicts],
             )
 
     # -- failures and calls -------------------------------------------------------------------
@@ -165,16 +209,19 @@ class RunStore:
         task: str | None = None,
         question_id: int | None = None,
     ) -> None:
+        from personagym import secrets
+
         self.conn.execute(
             "INSERT INTO failures (run_id, stage, persona_id, task, question_id, model, cause, detail, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, stage, persona_id, task, question_id, model, cause, detail[:1000], time.time()),
+            # Redacted here too, as a last line: a detail from any path never stores a secret.
+            (run_id, stage, persona_id, task, question_id, model, cause, secrets.clip(str(detail), 1000), time.time()),
         )
 
     def save_call(self, run_id: int, call: CallRecord) -> None:
         self.conn.execute(
             "INSERT INTO calls (run_id, model, role, ok, cached, attempts, prompt_tokens, completion_tokens, cause, "
-            "created_at, batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, batch, answered_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 call.model,
@@ -187,6 +234,7 @@ class RunStore:
                 call.cause,
                 time.time(),
                 call.batch,
+                call.answered_by,
             ),
         )
 
@@ -194,3 +242,12 @@ class RunStore:
 def _show(value: Any) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def finite_json(value: Any, what: str) -> str:
+    """JSON of `value` as stored: NaN and infinities are refused (they are not JSON, and would make
+    every export of the run unreadable)."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise UserError(f"{what} holds a number that is not finite (NaN or infinity): give finite numbers") from None
