@@ -22,6 +22,14 @@ JUDGE_MAX_TOKENS = 3000
 QUESTIONS_PER_TASK = 10
 ENVIRONMENTS = 5
 JUDGE_BATCH = 5
+EXAMPLE_BATCH = 5  # questions per score-example call (upstream writes them for five at a time)
+
+# Dialogues (--dialogues N: off by default; docs/dialogues.md). The interlocutor is the generator's
+# model unless --interlocutor names another, sampled warmer so conversations do not all sound alike.
+DIALOGUES = 0  # conversations per persona
+TURNS = 8  # user turns per conversation (each answered by the agent)
+INTERLOCUTOR_TEMPERATURE = 0.8
+INTERLOCUTOR_MAX_TOKENS = 600
 
 # Grading.
 RUBRICS = "own"  # this project's rubrics ("upstream": upstream's files, downloaded and verified)

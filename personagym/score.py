@@ -179,10 +179,19 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
         },
         "usage": run_usage(store, run.id, prices).as_dict(),
     }
+    if run.config.get("dialogues"):  # conversations (--dialogues): reported beside PersonaScore, never in it
+        from personagym.dialogue_metrics import dialogue_results
+
+        results.update(dialogue_results(store, run))
     if draws >= 2:  # each judge against itself over repeated draws
-        from personagym.stats import retest_agreement
+        from personagym.agreement import retest_agreement
 
         results["judges_retest"] = retest_agreement(results)
+    from personagym.store.audits import load_audit
+
+    audit = load_audit(conn, run.id)  # `personagym audit`, when the run has had one (docs/audit.md)
+    if audit is not None:
+        results["audit"] = audit
     return results
 
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# Terminal control: C0 and C1 controls and DEL (escape sequences that retitle a window, move the
+# cursor or hide text start with these), and the bidirectional overrides that reorder what is shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """Text from outside (run names from export files, personas, servers' messages) made safe to print
+    on a terminal line: control characters go, line breaks and tabs become spaces."""
+    from personagym.secrets import redact  # and no key the process knows, whatever the text quotes
+
+    return _CONTROL.sub(lambda m: " " if m.group() in "\t\n\r\v\f" else "", redact(str(text)))
 
 
 def _score(value: float | None) -> str:
@@ -20,10 +33,14 @@ ADVICE = {
     "truncated": "answers hit the token limit: raise --agent-max-tokens (or the model's budget) and rerun",
     "auth": "a key was refused: fix OPENAI_API_KEY / ANTHROPIC_API_KEY (or the config's api_key), then rerun",
     "not_found": "a server does not know a model (it may be retired): choose another with the role's flag",
+    "oversized": "a reply passed the size cap (no honest reply comes near it): check the server; raise "
+    "max_reply_bytes in the config only if you trust it",
+    "incomplete_ensemble": "some judges scored these questions and others did not, so they have no score: rerun to "
+    "retry the missing verdicts",
     "bad_request": "a server refused the request itself (see its message): a rerun will not help; check it speaks the "
     "provider's API, or set --structured-output",
 }
-_STUCK = ("auth", "not_found", "bad_request")  # the server's own words matter for these
+_STUCK = ("auth", "not_found", "bad_request", "oversized")  # the server's own words matter for these
 
 
 def failure_lines(failures: dict[str, Any]) -> list[str]:
@@ -62,4 +79,4 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"usage: {total['calls'] + total['failures']} calls ({total['cached']} cached), "
         f"{total['prompt_tokens']:,} prompt + {total['completion_tokens']:,} completion tokens, cost {cost}"
     )
-    return lines
+    return [printable(line) for line in lines]

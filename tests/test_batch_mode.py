@@ -104,12 +104,12 @@ async def test_the_embedded_model_has_no_batch_api(server, db_path):
 
 
 def test_a_batch_run_scores_as_an_online_run_does(scripted, tmp_path):  # noqa: F811
-    from tests.pipeline_fakes import expected_persona_score
+    from tests.pipeline_fakes import expected_persona_score, preflights
     from tests.test_pipeline import cli, export, run_args
 
     result = cli(scripted, tmp_path, *run_args("--run", "b", "--batch", "--batch-poll", "0.05"))
     assert f"PersonaScore {expected_persona_score():.2f}" in result.stdout
-    assert chat_requests(scripted) == 0
+    assert chat_requests(scripted) == preflights(scripted) == 5  # online: only the check that each model answers
     # One job per stage and model: environments, questions, answers, examples, each judge.
     assert scripted.stats.batch_jobs == 6, scripted.stats.batch_jobs
     data = export(scripted, tmp_path, "b")
@@ -123,6 +123,7 @@ def test_a_batch_run_killed_while_its_jobs_run_resumes_without_paying_twice(scri
     import subprocess
     import sys
 
+    from tests.pipeline_fakes import preflights
     from tests.test_pipeline import cli, run_args
 
     args = run_args("--run", "b", "--batch", "--batch-poll", "0.05")
@@ -151,7 +152,7 @@ def test_a_batch_run_killed_while_its_jobs_run_resumes_without_paying_twice(scri
     result = cli(scripted, tmp_path, *args)
     assert "resumed" in result.stderr
     assert scripted.stats.batch_items == items  # every item submitted exactly once over both processes
-    assert chat_requests(scripted) == 0
+    assert chat_requests(scripted) == preflights(scripted) == 10  # online: the checks of both processes
 
 
 async def test_a_job_the_provider_no_longer_knows_is_sent_again(server, db_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from personagym import stats
+from personagym import agreement, stats
 
 TASKS = ["Expected Action", "Action Justification", "Linguistic Habits", "Persona Consistency", "Toxicity Control"]
 
@@ -304,21 +304,21 @@ def test_judge_agreement_on_a_small_run():
     failure = {"stage": "verdicts", "persona": "p1", "task": ea, "question_index": 4, "model": "j2", "cause": "timeout"}
     other = dict(failure, stage="answers", model="agent")
     results = make_results("r", {("p1", ea): [[5, 5], [4, 2], [3, 4], [2]]}, failures=[failure, other])
-    agreement = stats.judge_agreement(results)
-    assert agreement["judges"] == ["j1", "j2"]
-    assert agreement["units"] == 3
-    assert agreement["pairs"] == [{"a": "j1", "b": "j2", "n": 3, "exact": 1 / 3, "within_one": 2 / 3}]
-    assert agreement["distribution"] == {
+    found = agreement.judge_agreement(results)
+    assert found["judges"] == ["j1", "j2"]
+    assert found["units"] == 3
+    assert found["pairs"] == [{"a": "j1", "b": "j2", "n": 3, "exact": 1 / 3, "within_one": 2 / 3}]
+    assert found["distribution"] == {
         "j1": {"1": 0, "2": 1, "3": 1, "4": 1, "5": 1},
         "j2": {"1": 0, "2": 1, "3": 0, "4": 1, "5": 1},
     }
-    assert agreement["failures"] == {"j1": {"failed": 0, "rate": 0.0}, "j2": {"failed": 1, "rate": 0.25}}
-    assert agreement["alpha"] == pytest.approx(package_alpha([[5, 5], [4, 2], [3, 4], [2, None]], "ordinal"))
+    assert found["failures"] == {"j1": {"failed": 0, "rate": 0.0}, "j2": {"failed": 1, "rate": 0.25}}
+    assert found["alpha"] == pytest.approx(package_alpha([[5, 5], [4, 2], [3, 4], [2, None]], "ordinal"))
 
 
 def test_disagreement():
-    assert stats.disagreement({"verdicts": [{"score": 2}, {"score": 5}, {"score": 4}]}) == 3
-    assert stats.disagreement({"verdicts": [{"score": 2}]}) is None
+    assert agreement.disagreement({"verdicts": [{"score": 2}, {"score": 5}, {"score": 4}]}) == 3
+    assert agreement.disagreement({"verdicts": [{"score": 2}]}) is None
 
 
 # --- rank correlations -----------------------------------------------------------------------------

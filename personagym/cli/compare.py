@@ -14,6 +14,7 @@ import click
 from personagym.cli import cli, db_option
 from personagym.cli.results import load_results
 from personagym.errors import UserError
+from personagym.summary import printable
 
 UNMATCHED_SHOWN = 20
 
@@ -80,10 +81,16 @@ def compare_command(
     """
     if len(runs) < 2:
         raise UserError("compare needs at least two runs: personagym compare RUN RUN [RUN...]")
+    from personagym.report.model import rubric_warnings
     from personagym.stats import leaderboard, run_intervals
 
     results = _load_runs(ctx, db, runs)
+    for line in rubric_warnings([r["run"]["name"] for r in results], results):
+        click.echo(printable(line), err=True)
     intervals = [run_intervals(r, resamples=resamples, seed=seed) for r in results]
+    from personagym.dialogue_metrics import dialogue_comparison
+
+    talks = dialogue_comparison(results, resamples=resamples, seed=seed)  # None unless a run has dialogues
     pairs = leaderboard(results, resamples=resamples, permutations=permutations, seed=seed)
     if not any(c.personas for c in pairs):
         raise UserError(
@@ -91,10 +98,11 @@ def compare_command(
             "compare runs of the same personas (benchmark mode gives every run the same ones)"
         )
     if as_json:
-        click.echo(json.dumps(_compare_json(results, intervals, pairs, resamples, permutations, seed), indent=2))
+        found = _compare_json(results, intervals, pairs, resamples, permutations, seed)
+        click.echo(json.dumps({**found, **({"dialogues": talks} if talks else {})}, indent=2, allow_nan=False))
         return
-    for line in _compare_lines(results, intervals, pairs):
-        click.echo(line)
+    for line in _compare_lines(results, intervals, pairs) + (_dialogue_lines(talks) if talks else []):
+        click.echo(printable(line))
 
 
 def _compare_json(results, intervals, pairs, resamples, permutations, seed) -> dict[str, Any]:
@@ -158,6 +166,24 @@ def _compare_lines(results, intervals, pairs) -> list[str]:
     return lines
 
 
+def _dialogue_lines(talks: dict[str, Any]) -> list[str]:
+    """Dialogue metrics beside PersonaScore (docs/dialogues.md), and each pair's differences on shared personas."""
+    def iv(x: dict[str, Any], sign: bool = False) -> str:
+        return f"{_num(x['value'], sign=sign)} {_ci(x['low'], x['high'], sign=sign)}"
+
+    rows = [[r["name"], iv(r["score"]), iv(r["break_rate"]), iv(r["drift"]["slope"], sign=True),
+             str(r["survival"]["median_turns_to_break"] or "-"), f"{r['dialogues_complete']}/{r['dialogues']}"]
+            for r in talks["runs"]]
+    lines = ["", "Dialogues (beside PersonaScore, never in it):"]
+    lines += _table(["run", "Dialogue score", "break rate", "drift per turn", "median turns to break", "complete"],
+                    rows)
+    pairs = [[p["a"], p["b"], str(p["personas"]), iv(p["score"], sign=True), iv(p["break_rate"], sign=True)]
+             for p in talks["pairs"] if p["personas"]]
+    if pairs:
+        lines += [""] + _table(["a", "b", "personas", "score a - b", "break rate a - b"], pairs)
+    return lines
+
+
 @cli.command("alignment")
 @click.argument("run")
 @click.option("--human", "human", required=True, metavar="CSV", help="Human ratings: persona, task, score columns.")
@@ -181,16 +207,16 @@ def alignment_command(ctx: click.Context, run: str, human: str, db: str | None, 
     if report["unmatched"]:
         _echo_unmatched(human, report["unmatched"])
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report, indent=2, allow_nan=False))
         return
     for line in _alignment_lines(report):
-        click.echo(line)
+        click.echo(printable(line))
 
 
 def _echo_unmatched(path: str, unmatched: list[dict[str, Any]]) -> None:
     click.echo(f"{len(unmatched)} rows of {path} match nothing in the run:", err=True)
     for item in unmatched[:UNMATCHED_SHOWN]:
-        click.echo(f"  row {item['row']}: {item['reason']}", err=True)
+        click.echo(printable(f"  row {item['row']}: {item['reason']}"), err=True)
     if len(unmatched) > UNMATCHED_SHOWN:
         click.echo(f"  ... and {len(unmatched) - UNMATCHED_SHOWN} more (--json lists them all)", err=True)
 

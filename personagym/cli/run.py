@@ -29,10 +29,14 @@ RUN_OPTIONS: list[Callable] = [
     click.option("--questions-per-task", type=int, metavar="N", help=f"Questions per task (default {defaults.QUESTIONS_PER_TASK}, as in the paper)."),
     click.option("--environments", "max_environments", type=int, metavar="N", help=f"Most settings chosen per persona (default {defaults.ENVIRONMENTS})."),
     click.option("--judge-batch", type=int, metavar="N", help=f"Question/answer pairs per judge call (default {defaults.JUDGE_BATCH}; 1 grades each alone)."),
+    click.option("--example-batch", type=int, metavar="N", help=f"Questions per score-example call (default {defaults.EXAMPLE_BATCH}, as upstream; 1 writes each alone)."),
     click.option("--rubrics", type=click.Choice(["own", "upstream"]), help="Grade with this project's rubrics (default) or upstream's, downloaded at the pinned commit and verified (closest to the paper)."),
     click.option("--rubrics-dir", metavar="DIR", help="A local copy of upstream's method files for --rubrics upstream (default: the downloaded copy)."),
     click.option("--judge-samples", type=int, metavar="K", help=f"Grade every item K times per judge and average the draws (default {defaults.JUDGE_SAMPLES})."),
     click.option("--judge-order", type=click.Choice(["shuffled", "fixed"]), help="Items in a judge batch in a seeded shuffled order (default) or in upstream's fixed order."),
+    click.option("--dialogues", type=int, metavar="N", help=f"Also hold N conversations per persona under a pressure tactic, every reply graded (default {defaults.DIALOGUES}: none; docs/dialogues.md)."),
+    click.option("--turns", type=int, metavar="T", help=f"User turns per conversation (default {defaults.TURNS})."),
+    click.option("--interlocutor", metavar="SPEC", help="Model that plays the user in conversations (default: the generator's model)."),
     click.option("--agent-temperature", type=float, metavar="T", help=f"Agent sampling temperature (default {defaults.AGENT_TEMPERATURE})."),
     click.option("--agent-top-p", type=float, metavar="P", help=f"Agent top_p (default {defaults.AGENT_TOP_P})."),
     click.option("--agent-max-tokens", type=int, metavar="N", help=f"Longest agent answer in tokens (default {defaults.AGENT_MAX_TOKENS})."),
@@ -81,7 +85,8 @@ def _config(ctx: click.Context, o: dict[str, Any]):
     if o.get("agent_template"):
         path = Path(o["agent_template"])
         if not path.is_file():
-            raise UserError(f"--agent-template {path} is not a file: give a text file containing {{persona}}")
+            state = "is a folder" if path.is_dir() else "does not exist" if not path.exists() else "is not a regular file"
+            raise UserError(f"--agent-template {path} {state}: give the path of a text file containing {{persona}}")
         given["agent_template"] = path.read_text()
     given["settings"] = settings_from(
         ctx.obj["config"], o.get("openai_base_url"), o.get("anthropic_base_url"), o.get("structured_output")
@@ -153,8 +158,9 @@ def benchmark_command(ctx: click.Context, benchmark_dir: str | None, limit: int 
     \b
     Examples:
       personagym benchmark download
-      personagym benchmark --agent openai:gpt-4o-mini --limit 10 --dry-run
-      personagym benchmark --agent openai:gpt-4o-mini --judges openai:gpt-4o --run mini-bench
+      personagym benchmark --agent openai:gpt-6-luna --limit 10 --dry-run
+      personagym benchmark --agent openai:gpt-6-luna --judges openai:gpt-6.2-sol --run luna-bench
+      personagym benchmark --agent openai:gpt-6-luna --rubrics upstream --limit 20   # closest to the paper
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -163,7 +169,10 @@ def benchmark_command(ctx: click.Context, benchmark_dir: str | None, limit: int 
     o = _merged(ctx, flags)
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
-    bench = load_benchmark(benchmark_dir or ctx.obj["config"].get("benchmark_dir") or default_benchmark_dir())
+    where = Path(benchmark_dir or ctx.obj["config"].get("benchmark_dir") or default_benchmark_dir())
+    bench = load_benchmark(where)
+    if o.get("rubrics") == "upstream" and not o.get("rubrics_dir"):
+        o["rubrics_dir"] = str(where / "upstream-method")  # downloaded beside the benchmark's questions
     _go(ctx, o, None, bench.limit(limit))
 
 
@@ -171,14 +180,16 @@ def benchmark_command(ctx: click.Context, benchmark_dir: str | None, limit: int 
 @click.option("--to", "dest", metavar="DIR", help="Where to put it (default: the user cache).")
 @click.option("--from", "source", metavar="URL", help="A mirror with upstream's layout (default: GitHub at the pinned commit).")
 def benchmark_download(dest: str | None, source: str | None) -> None:
-    """Download benchmark-v1 from upstream at the pinned commit, verifying every file's sha256.
+    """Download benchmark-v1 and upstream's rubric files (for --rubrics upstream) from upstream at the
+    pinned commit, verifying every file's sha256.
 
     \b
     Examples:
       personagym benchmark download
       personagym benchmark download --to ./benchmark-v1
     """
-    from personagym.benchmark import UPSTREAM_RAW, download_benchmark
+    from personagym.benchmark import UPSTREAM_RAW, download_benchmark, download_method
+    from personagym.method.upstream import METHOD_DIR
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 20 == 0:
@@ -186,3 +197,5 @@ def benchmark_download(dest: str | None, source: str | None) -> None:
 
     path = download_benchmark(dest, base_url=source or UPSTREAM_RAW, progress=progress)
     click.echo(f"benchmark-v1 is in {path}")
+    method = download_method(path / METHOD_DIR, base_url=source or UPSTREAM_RAW)
+    click.echo(f"upstream's rubric and grading-prompt files (for --rubrics upstream) are in {method}")

@@ -15,6 +15,7 @@ class Stage(str, enum.Enum):
     ANSWERS = "answers"  # stage 3: the agent under test answers
     EXAMPLES = "examples"  # stage 4: example answers per rubric level, to anchor the judges
     VERDICTS = "verdicts"  # stage 5: the judges grade
+    DIALOGUES = "dialogues"  # optional (--dialogues): conversations, each turn graded by the judges
 
     def __str__(self) -> str:
         return self.value

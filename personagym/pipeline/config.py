@@ -51,6 +51,7 @@ class RunConfig:
     questions_per_task: int = defaults.QUESTIONS_PER_TASK
     max_environments: int = defaults.ENVIRONMENTS
     judge_batch: int = defaults.JUDGE_BATCH  # question/answer pairs per judge call, as in the paper
+    example_batch: int = defaults.EXAMPLE_BATCH  # questions per score-example call, as upstream
     rubrics: str = defaults.RUBRICS  # "own" (personagym/method/tasks.toml) or "upstream" (downloaded)
     rubrics_dir: str | Path | None = None  # a local copy of upstream's method files (--rubrics upstream)
     judge_samples: int = defaults.JUDGE_SAMPLES  # draws per judge and item, averaged
@@ -58,6 +59,9 @@ class RunConfig:
     agent_template: str | None = None  # system prompt with {persona}; None = the default
     persona_field: str | None = None  # send the persona in this body field, not a system message
     catalog: str | Path | None = None  # the user's environment catalog file; None = the packaged one
+    dialogues: int = defaults.DIALOGUES  # conversations per persona (docs/dialogues.md); 0: none
+    turns: int = defaults.TURNS  # user turns per conversation
+    interlocutor: Role | None = None  # the user side of dialogues; None: the generator's model, sampled warmer
     benchmark: str | None = None  # "benchmark-v1" when the fixed questions are used (set by prepare)
     # Whatever else identifies the run's inputs (the catalog's identity, a shard); stored and compared.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +82,7 @@ class RunConfig:
         for param, value, most, paper in (
             ("questions_per_task", self.questions_per_task, MAX_QUESTIONS, defaults.QUESTIONS_PER_TASK),
             ("judge_batch", self.judge_batch, MAX_BATCH, defaults.JUDGE_BATCH),
+            ("example_batch", self.example_batch, MAX_BATCH, defaults.EXAMPLE_BATCH),
             ("max_environments", self.max_environments, MAX_ENVIRONMENTS, defaults.ENVIRONMENTS),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
@@ -90,9 +95,10 @@ class RunConfig:
             raise InvalidParameter("judge_order", f"must be shuffled or fixed; got {self.judge_order!r}")
         if isinstance(self.judge_samples, bool) or not isinstance(self.judge_samples, int) or not 1 <= self.judge_samples <= 10:
             raise InvalidParameter("judge_samples", f"must be a whole number from 1 to 10; got {self.judge_samples!r}")
+        _check_dialogues(self.dialogues, self.turns)
         if not self.tasks:
             raise InvalidParameter("tasks", "names no task: use e.g. expected_action,linguistic_habits")
-        for role in (self.agent, self.generator, self.example_model, *self.judges):
+        for role in (self.agent, self.generator, self.example_model, *self.judges, self.interlocutor_role):
             check_sampling(role.sampling, {roles.EXAMPLES: "example"}.get(role.kind, role.kind))
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise InvalidParameter("concurrency", f"must be a whole number of at least 1; got {self.concurrency!r}")
@@ -128,6 +134,7 @@ class RunConfig:
         generator_sampling: Sampling | None = None,
         example_sampling: Sampling | None = None,
         judge_sampling: Sampling | None = None,
+        interlocutor: str | ModelSpec | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
         shard: str | Sequence[int] | None = None,
@@ -169,6 +176,9 @@ class RunConfig:
             Role(roles.JUDGE, spec, judge_sampling or roles.JUDGE_SAMPLING)
             for spec in (judge_specs if judge_specs is not None else [r.spec for r in default_judges])
         )
+        if interlocutor:
+            spec = spec_of(interlocutor, "interlocutor")
+            fields["interlocutor"] = Role(roles.INTERLOCUTOR, spec, roles.INTERLOCUTOR_SAMPLING)
         if tasks is not None:
             fields["tasks"] = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
         if max_attempts is not None or timeout is not None:
@@ -188,6 +198,7 @@ class RunConfig:
     def model_roles(self, with_generator: bool = True) -> list[Role]:
         """Every role the gateway serves (the agent only when it is a model)."""
         found = [*self.judges, self.example_model, *([self.generator] if with_generator else [])]
+        found += [self.interlocutor_role] if self.dialogues else []
         return found + ([self.agent] if self.agent_fn is None else [])
 
     def stored(self) -> dict[str, Any]:
@@ -207,21 +218,57 @@ class RunConfig:
             "questions_per_task": self.questions_per_task,
             "max_environments": self.max_environments,
             "judge_batch": self.judge_batch,
+            "example_batch": self.example_batch,
             "rubrics": self.rubrics,
             "judge_samples": self.judge_samples,
             "judge_order": self.judge_order,
+            # As each model receives it: "provider default" where a provider takes no temperature.
             "sampling": {
-                "agent": asdict(self.agent.sampling),
-                "generator": asdict(self.generator.sampling),
-                "examples": asdict(self.example_model.sampling),
-                "judges": asdict(self.judges[0].sampling),
+                "agent": self.sent_sampling(self.agent),
+                "generator": self.sent_sampling(self.generator),
+                "examples": self.sent_sampling(self.example_model),
+                **{f"judge {j.model}": self.sent_sampling(j) for j in self.judges},
+                **({"interlocutor": self.sent_sampling(self.interlocutor_role)} if self.dialogues else {}),
             },
             "prompts_version": PROMPTS_VERSION,
             "benchmark": self.benchmark,
             # Derived, but stored so readers of the run find its score examples without this code.
             "examples_recipes": {t.name: self.examples_recipe(t) for t in self.tasks},
             **self.extra,
+            **self.dialogue_fields(),
         }
+
+    @property
+    def interlocutor_role(self) -> Role:
+        """Who plays the user in dialogues: --interlocutor, else the generator's model, sampled warmer."""
+        return self.interlocutor or Role(roles.INTERLOCUTOR, self.generator.spec, roles.INTERLOCUTOR_SAMPLING)
+
+    def dialogue_fields(self) -> dict[str, Any]:
+        """What defines a run's dialogues, stored only when it has some: a run without keeps the config
+        (and the default name) it had before dialogues existed."""
+        if not self.dialogues:
+            return {}
+        from personagym.method.dialogues import DIALOGUE_PROMPTS_VERSION, RUBRIC_VERSION
+        from personagym.method.tactics import TACTICS, TACTICS_VERSION
+
+        return {
+            "dialogues": self.dialogues,
+            "turns": self.turns,
+            "interlocutor": self.interlocutor_role.model,
+            "dialogue_versions": {
+                "prompts": DIALOGUE_PROMPTS_VERSION,
+                "rubric": RUBRIC_VERSION,
+                "tactics": TACTICS_VERSION,
+                **{t.key: t.version for t in TACTICS},
+            },
+        }
+
+    def sent_sampling(self, role: Role) -> dict[str, Any]:
+        from personagym.llm.sampling import sent
+
+        settings = self.settings.get(role.spec.provider)
+        base_url = role.base_url or (settings.base_url if settings else None)
+        return sent(role.spec.provider, role.spec.model, base_url, role.sampling)
 
     # -- recipes of agent-independent artifacts ---------------------------------------------
     def environments_recipe(self, catalog_id: str) -> str:
@@ -236,7 +283,17 @@ class RunConfig:
 
     def examples_recipe(self, task: Task) -> str:
         e = self.example_model
-        return _recipe(e.model, e.sampling, PROMPTS_VERSION, task.version)
+        # The batch size is part of the recipe: examples written five to a prompt are not the ones
+        # written alone (a set asked again alone after a bad reply still belongs to its batch's recipe).
+        return _recipe(e.model, e.sampling, PROMPTS_VERSION, task.version, self.example_batch)
+
+
+def _check_dialogues(dialogues: Any, turns: Any) -> None:
+    from personagym.method.tactics import MAX_DIALOGUES, MAX_TURNS
+
+    for param, value, low, high in (("dialogues", dialogues, 0, MAX_DIALOGUES), ("turns", turns, 1, MAX_TURNS)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidParameter(param, f"must be a whole number from {low} to {high}; got {value!r}")
 
 
 def _positive(value: Any) -> bool:

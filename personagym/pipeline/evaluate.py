@@ -28,6 +28,8 @@ from personagym.personas import clean_persona
 from personagym.pipeline.agents import Agent, AnswerFn, CallableAgent, ModelAgent
 from personagym.pipeline.config import RunConfig
 from personagym.pipeline.context import Context, Persona
+from personagym.pipeline.judging_upstream import upstream_method
+from personagym.pipeline.preflight import preflight
 from personagym.pipeline.roles import Role
 from personagym.pipeline.run import evaluate_all
 from personagym.pipeline.shards import SHARD_KEY, parse_shard, shard_positions, shard_suffix, shard_text
@@ -79,6 +81,8 @@ def prepare(
             raise UserError("no personas given: pass --persona TEXT or --personas FILE")
     if config.agent_template is not None:
         prompts.check_template(config.agent_template)
+    if config.rubrics == "upstream":
+        upstream_method(config)  # a missing or modified copy of upstream's files: refused before any I/O
     catalog = load_catalog(config.catalog)
     catalog_id = CATALOG_VERSION if config.catalog is None else "custom:" + _digest([(e.name, e.description) for e in catalog])
     shard = config.shard
@@ -137,40 +141,52 @@ def _digest(value: Any) -> str:
 
 async def execute(prepared: Prepared, db: str | Path) -> dict[str, Any]:
     """Run (or resume) a prepared evaluation; returns its results as exported."""
+    from personagym.store.locks import check_before_run
+
     config = prepared.config
-    conn = connect(db)
-    store = RunStore(conn)
-    gateway = prepared.gateway
-    run_id = store.open_run(prepared.name, config.stored())
-    gateway.cache = Cache(conn)
-    gateway.on_call = lambda call: store.save_call(run_id, call)
-    prices = gateway.usage.prices
-    store.set_prices(run_id, {m: p for m in {*prepared.models_used()} if (p := prices.lookup(m)) is not None})
-    gateway.use_shapes(learned_shapes(conn))
-    gateway.on_shape = lambda server, shape: remember_shape(conn, server, shape)
-    if gateway.batch is not None:
-        gateway.batch.jobs = JobStore(conn)  # job ids outlive the process: a restart polls them again
-    personas = [Persona(store.persona_id(text), text) for text in prepared.personas]
-    # A shard keeps each persona's place in the whole list, so a merge restores its order.
-    store.add_run_personas(run_id, [p.id for p in personas], prepared.positions)
-    progress = Progress(_totals(prepared, len(personas)), usage=gateway.usage, quiet=not config.progress)
-    gateway.on_note = progress.note
-    if gateway.batch is not None:
-        gateway.batch.on_event = progress.note
-    ctx = Context(
-        gateway, store, run_id, config, prepared.catalog, prepared.catalog_id, prepared.agent, progress, prepared.models
-    )
+    check_before_run(db, prepared.name)  # a read-only db, or a second process on the run, stops here: nothing paid
+    run_id = None
     try:
-        async with gateway:
+        await preflight(prepared.gateway, prepared.models)  # before anything is written
+        conn = connect(db)
+        store = RunStore(conn)
+        gateway = prepared.gateway
+        run_id = store.open_run(prepared.name, config.stored())  # and takes its lock: one writer per run
+        gateway.cache = Cache(conn)
+        gateway.on_call = lambda call: store.save_call(run_id, call)
+        prices = gateway.usage.prices
+        store.set_prices(run_id, {m: p for m in {*prepared.models_used()} if (p := prices.lookup(m)) is not None})
+        gateway.use_shapes(learned_shapes(conn))
+        gateway.on_shape = lambda server, shape: remember_shape(conn, server, shape)
+        if gateway.batch is not None:
+            gateway.batch.jobs = JobStore(conn)  # job ids outlive the process: a restart polls them again
+        personas = [Persona(store.persona_id(text), text) for text in prepared.personas]
+        # A shard keeps each persona's place in the whole list, so a merge restores its order.
+        store.add_run_personas(run_id, [p.id for p in personas], prepared.positions)
+        progress = Progress(_totals(prepared, len(personas)), usage=gateway.usage, quiet=not config.progress)
+        gateway.on_note = progress.note
+        if gateway.batch is not None:
+            gateway.batch.on_event = progress.note
+        ctx = Context(
+            gateway, store, run_id, config, prepared.catalog, prepared.catalog_id, prepared.agent, progress,
+            prepared.models,
+        )
+    except BaseException:  # a dead model, a locked run, a full disk: the gateway's connections close
+        await prepared.gateway.aclose()
+        if run_id is not None:
+            store.close_run(run_id, "interrupted")  # and releases the lock
+        raise
+    try:
+        async with gateway, store.keeping(run_id):
             # A batch job should carry a stage for every persona, so in batch mode all go at once.
             in_flight = len(personas) if gateway.batch is not None else max(4, config.concurrency)
             await evaluate_all(ctx, personas, prepared.fixed, in_flight=max(1, in_flight))
     except BaseException:
-        store.set_status(run_id, "interrupted")
+        store.close_run(run_id, "interrupted")  # and releases the lock
         raise
     finally:
         progress.close()
-    store.set_status(run_id, "done")
+    store.close_run(run_id, "done")
     run = store.find_run(prepared.name)
     assert run is not None
     return run_results(store, run, config.prices)
@@ -185,7 +201,8 @@ def _totals(prepared: Prepared, personas: int) -> dict[Stage, int]:
         Stage.QUESTIONS: personas * len(c.tasks) if dynamic else 0,
         Stage.ANSWERS: questions,
         Stage.EXAMPLES: questions,
-        Stage.VERDICTS: questions * len(c.judges),
+        Stage.VERDICTS: questions * len(c.judges) * c.judge_samples,
+        Stage.DIALOGUES: personas * c.dialogues * c.turns,  # agent turns
     }
 
 

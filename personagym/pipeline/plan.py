@@ -20,10 +20,11 @@ SIZES = {
     Stage.ENVIRONMENTS: (350, 60),
     Stage.QUESTIONS: (700, 45),  # reply: per question written
     Stage.ANSWERS: (120, 220),
-    Stage.EXAMPLES: (700, 600),
+    Stage.EXAMPLES: (640, 600),  # prompt: fixed part, each question adds EXAMPLE_ITEM_PROMPT; reply: per question
     Stage.VERDICTS: (900, 160),  # prompt: fixed part; each item adds ITEM_PROMPT, each verdict 160
 }
 ITEM_PROMPT = 900  # a question, its answer and five example answers
+EXAMPLE_ITEM_PROMPT = 60  # a question, in a score-example prompt
 
 
 def plan(prepared: "Prepared") -> list[tuple[Stage, str, int, int, int]]:
@@ -43,12 +44,17 @@ def plan(prepared: "Prepared") -> list[tuple[Stage, str, int, int, int]]:
     p, r = SIZES[Stage.ANSWERS]
     rows.append((Stage.ANSWERS, c.agent.model, questions, questions * p, questions * r))
     p, r = SIZES[Stage.EXAMPLES]
-    rows.append((Stage.EXAMPLES, c.example_model.model, questions, questions * p, questions * r))
+    calls = personas * tasks * math.ceil(c.questions_per_task / c.example_batch)
+    rows.append((Stage.EXAMPLES, c.example_model.model, calls, calls * p + questions * EXAMPLE_ITEM_PROMPT, questions * r))
     p, r = SIZES[Stage.VERDICTS]
     batches = personas * tasks * math.ceil(c.questions_per_task / c.judge_batch)
+    batches *= c.judge_samples
+    questions_graded = questions * c.judge_samples
     for judge in c.judges:
-        rows.append((Stage.VERDICTS, judge.model, batches, batches * p + questions * ITEM_PROMPT, questions * r))
-    return rows
+        rows.append((Stage.VERDICTS, judge.model, batches, batches * p + questions_graded * ITEM_PROMPT, questions_graded * r))
+    from personagym.pipeline.dialogues import plan_rows
+
+    return rows + plan_rows(prepared)  # --dialogues: none unless asked for
 
 
 def plan_lines(prepared: "Prepared", prices: PriceTable | None = None) -> list[str]:
@@ -56,7 +62,9 @@ def plan_lines(prepared: "Prepared", prices: PriceTable | None = None) -> list[s
     c = prepared.config
     lines = [
         f"dry run of {prepared.name!r}: {len(prepared.personas)} persona(s) x {len(c.tasks)} task(s) x "
-        f"{c.questions_per_task} question(s); nothing will be called",
+        f"{c.questions_per_task} question(s)"
+        + (f", {c.dialogues} dialogue(s) of {c.turns} turn(s)" if c.dialogues else "")
+        + "; nothing will be called",
         f"{'stage':<13}{'model':<38}{'calls':>8}{'prompt tok':>13}{'reply tok':>12}{'cost':>11}",
     ]
     total_calls, total_cost, unknown = 0, 0.0, False

@@ -15,12 +15,15 @@ import dataclasses
 from personagym.errors import UserError
 from personagym.llm import CallFailed, CallFailure, Cause, Gateway, Request, Sampling
 from personagym.llm.gateway import BoundModel
-from personagym.pipeline.roles import AGENT, EXAMPLES, GENERATOR, JUDGE, Role
+from personagym.pipeline.roles import AGENT, EXAMPLES, GENERATOR, INTERLOCUTOR, JUDGE, Role
 
 _PING = Request.of(("user", "Reply with the single word OK."), sampling=Sampling(max_tokens=16), role="preflight")
 # Causes no retry and no rerun can fix: the run stops instead of failing call after call.
 HOPELESS = (Cause.NOT_FOUND, Cause.AUTH, Cause.CONNECTION)
-_FLAGS = {AGENT: "--agent", GENERATOR: "--generator", EXAMPLES: "--example-model", JUDGE: "--judges"}
+_FLAGS = {
+    AGENT: "--agent", GENERATOR: "--generator", EXAMPLES: "--example-model", JUDGE: "--judges",
+    INTERLOCUTOR: "--interlocutor",
+}
 _passed: set[str] = set()  # models that answered in this process: checked once however many runs
 
 

@@ -21,6 +21,7 @@ AGENT = "agent"
 GENERATOR = "generator"  # environments and questions
 EXAMPLES = "examples"  # score examples
 JUDGE = "judge"
+INTERLOCUTOR = "interlocutor"  # the user side of dialogues (--dialogues)
 
 AGENT_SAMPLING = Sampling(
     temperature=defaults.AGENT_TEMPERATURE, top_p=defaults.AGENT_TOP_P, max_tokens=defaults.AGENT_MAX_TOKENS
@@ -28,11 +29,14 @@ AGENT_SAMPLING = Sampling(
 GENERATOR_SAMPLING = Sampling(temperature=0.0, max_tokens=defaults.GENERATOR_MAX_TOKENS)
 EXAMPLE_SAMPLING = Sampling(temperature=0.0, max_tokens=defaults.EXAMPLE_MAX_TOKENS)
 JUDGE_SAMPLING = Sampling(temperature=0.0, max_tokens=defaults.JUDGE_MAX_TOKENS)
+INTERLOCUTOR_SAMPLING = Sampling(
+    temperature=defaults.INTERLOCUTOR_TEMPERATURE, max_tokens=defaults.INTERLOCUTOR_MAX_TOKENS
+)
 
 
 @dataclass(frozen=True)
 class Role:
-    kind: str  # AGENT, GENERATOR, EXAMPLES or JUDGE
+    kind: str  # AGENT, GENERATOR, EXAMPLES, JUDGE or INTERLOCUTOR
     spec: ModelSpec
     sampling: Sampling
     base_url: str | None = None  # endpoint(s) other than the provider's: the user's own agent

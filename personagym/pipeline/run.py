@@ -1,8 +1,9 @@
 """One persona's evaluation as a graph of calls, and a whole run as many personas at once.
 
 Per persona: environments -> questions (one call per task, concurrently) -> for every question, the
-agent's answer and the score examples concurrently -> judge batches as soon as their answers and
-examples exist. Personas run side by side; the gateway's per-model limits bound the calls in flight.
+agent's answer, and its score examples (written for several questions of a task per call),
+concurrently -> judge batches as soon as their answers and examples exist. With --dialogues, the persona's conversations run beside its tasks
+(pipeline/dialogues.py). Personas run side by side; the gateway's per-model limits bound the calls in flight.
 Every finished step is already in the store, so running the same run again skips it.
 """
 
@@ -14,6 +15,7 @@ from typing import Mapping, Sequence
 from personagym.method import Stage, Task
 from personagym.pipeline.answers import answer
 from personagym.pipeline.context import Context, Persona, Question
+from personagym.pipeline.dialogues import converse_all
 from personagym.pipeline.environments import select_environments
 from personagym.pipeline.examples import write_examples
 from personagym.pipeline.judging import judge_batch
@@ -24,6 +26,7 @@ from personagym.pipeline.roles import Role
 
 async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, Sequence[str]] | None) -> None:
     tasks = ctx.config.tasks
+    environments = None  # benchmark mode chooses none; dialogues then let the interlocutor pick a place
     if fixed is not None:
         per_task = [fixed_questions(ctx, persona, task, list(fixed[task.name])) for task in tasks]
     else:
@@ -34,12 +37,13 @@ async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, S
         per_task = await asyncio.gather(
             *(write_questions(ctx, persona, environments, recipe, task) for task in tasks)
         )
-    await asyncio.gather(*(evaluate_task(ctx, task, qs) for task, qs in zip(tasks, per_task) if qs))
+    talks = [converse_all(ctx, persona, environments)] if ctx.config.dialogues else []
+    await asyncio.gather(*(evaluate_task(ctx, task, qs) for task, qs in zip(tasks, per_task) if qs), *talks)
 
 
 async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> None:
     answers = {q.id: asyncio.ensure_future(answer(ctx, q)) for q in questions}
-    examples = {q.id: asyncio.ensure_future(write_examples(ctx, q)) for q in questions}
+    examples = write_examples(ctx, task, questions)  # several questions share one batch's future
 
     # --rubrics upstream: upstream's rubric files and grading prompt, its closing sentence for the score.
     grade_with = judge_upstream if ctx.config.rubrics == "upstream" else judge_batch
@@ -47,7 +51,7 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
     async def grade(judge: Role, sample: int, batch: list[Question]) -> None:
         items = []
         for q in batch:
-            text, anchors = await answers[q.id], await examples[q.id]
+            text, anchors = await answers[q.id], (await examples[q.id])[q.id]
             if text is not None and anchors is not None:  # otherwise its failure is already recorded
                 items.append((q, text, anchors))
         if items:
@@ -62,7 +66,7 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
             pending = [q for q in questions if q.id not in done]
             jobs += [grade(judge, sample, pending[i : i + size]) for i in range(0, len(pending), size)]
     try:
-        await asyncio.gather(*jobs, *answers.values(), *examples.values())
+        await asyncio.gather(*jobs, *answers.values(), *set(examples.values()))
     finally:
         for future in (*answers.values(), *examples.values()):
             future.cancel()  # only matters when cancelled midway: leave no orphan calls behind

@@ -52,6 +52,21 @@ def _judges_of_run(r: int, run: dict[str, Any]) -> str:
         ]
         parts.append(table(["Judge", "Draws", "Questions", "Exact", "Within one", "Alpha"], rows,
                            caption="Test-retest: each judge against itself over repeated draws (--judge-samples)"))
+    if run.get("audit"):  # `personagym audit`: five probes per judge, no human labels (docs/audit.md)
+        rows = []
+        for a in run["audit"]:
+            key = f"run{r}.audit.{a['judge']}.{a['probe']}"
+            show = pct if a["probe"] in ("identification", "consistency") else num
+            ci = (f'<span class="ci">{show(a["low"], key + ".low")}\u2013{show(a["high"], key + ".high")}</span>'
+                  if a["low"] is not None and a["high"] is not None else f'<span class="ci">{NONE}</span>')
+            status = esc(a["status"])
+            rows.append([esc(a["judge"]), esc(a["probe"]), f"{show(a['value'], key)} {ci}", count(a["n"], key + ".n"),
+                         show(a["baseline"], key + ".baseline"),
+                         (f'<span class="warning">{status}</span>' if a["status"] == "flag" else status)
+                         + f": {esc(a['verdict'])}"])
+        parts.append(table(["Judge", "Probe", "Value (95% CI)", "n", "Baseline", "Verdict"], rows,
+                           caption="Audit: how far each judge can be trusted, without human labels "
+                           "(personagym audit; docs/audit.md)"))
     return "".join(parts)
 
 

@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from personagym.report.details import judges, provenance
+from personagym.report.dialogues import dialogues_section
 from personagym.report.fmt import esc
 from personagym.report.questions import embed_json
 from personagym.report.sections import leaderboard, overview, personas
@@ -75,7 +76,8 @@ def render(model: dict[str, Any]) -> str:
     if "</script" in script.lower() or "<!--" in script:
         raise RuntimeError("report.js must not contain '</script' or '<!--'")
     names = ", ".join(run["label"] for run in model["runs"])
-    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in SECTIONS)
+    sections = SECTIONS[:3] + ([("dialogues", "Dialogues")] if model.get("dialogues") else []) + SECTIONS[3:]
+    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in sections)
     return "".join(
         [
             "<!DOCTYPE html>\n",
@@ -89,6 +91,7 @@ def render(model: dict[str, Any]) -> str:
             overview(model),
             leaderboard(model),
             personas(model),
+            dialogues_section(model),  # empty unless a run has dialogues
             questions_section(model),
             judges(model),
             provenance(model),

@@ -7,9 +7,11 @@ exact value) or comes from `personagym.stats`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from typing import Any
 
+from personagym.report.dialogues import dialogue_view
 from personagym.report.questions import question_data
 
 # Only these configuration fields are shown: a config may grow fields we have not vetted (a base URL
@@ -88,6 +90,37 @@ def usage(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if ok else None
+
+
+def audit_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's judge audit (`personagym audit`), one row per judge and probe; none if never audited.
+    An export file is untrusted: only numbers are taken as numbers, and everything else as text."""
+    from personagym.audit.probes import PROBES
+
+    audit = results.get("audit")
+    judges = audit.get("judges") if isinstance(audit, dict) else None
+    listed = [str(j) for j in (results["run"].get("config") or {}).get("judges") or []]
+    rows = []
+    for judge, entry in sorted((judges if isinstance(judges, dict) else {}).items(),
+                               key=lambda je: (listed.index(je[0]) if je[0] in listed else len(listed), str(je[0]))):
+        probes = entry.get("probes") if isinstance(entry, dict) else None
+        for probe, p in sorted((probes if isinstance(probes, dict) else {}).items(),
+                               key=lambda pp: (PROBES.index(pp[0]) if pp[0] in PROBES else len(PROBES), str(pp[0]))):
+            if not isinstance(p, dict):
+                continue
+            ci = p.get("ci") if isinstance(p.get("ci"), list) and len(p["ci"]) == 2 else [None, None]
+            n = p.get("n") if isinstance(p.get("n"), int) and not isinstance(p.get("n"), bool) else None
+            rows.append({
+                "judge": str(judge), "probe": str(probe), "value": _number(p.get("value")), "low": _number(ci[0]),
+                "high": _number(ci[1]), "n": n, "baseline": _number(p.get("baseline")),
+                "status": str(p.get("status") or ""), "verdict": str(p.get("verdict") or ""),
+            })
+    return rows
+
+
 def persona_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each persona with its scores and the failures that belong to it, split by whether they hit one
     question (shown with that question) or the persona as a whole (its environments or questions)."""
@@ -113,7 +146,7 @@ def build_model(
     results_list: list[dict[str, Any]], *, resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict[str, Any]:
     """Everything the report shows, for one or more runs, in the order given."""
-    from personagym import stats
+    from personagym import agreement, stats
 
     labels = run_labels(results_list)
     runs = []
@@ -134,7 +167,8 @@ def build_model(
                 },
                 "personas": persona_rows(results),
                 "failures": {k: results["failures"][k] for k in ("total", "by_cause", "by_stage")},
-                "judges": stats.judge_agreement(results),
+                "judges": agreement.judge_agreement(results),
+                "audit": audit_rows(results),
                 "provenance": provenance(results),
                 "usage": usage(results),
             }
@@ -163,5 +197,6 @@ def build_model(
         "ranking": ranking,
         "comparisons": comparisons,
         "warnings": rubric_warnings(labels, results_list),
-        "questions": question_data(results_list, labels, stats.disagreement),
+        "questions": question_data(results_list, labels, agreement.disagreement),
+        "dialogues": dialogue_view(results_list, labels, resamples=resamples, level=level, seed=seed),
     }
