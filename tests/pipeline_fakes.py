@@ -33,7 +33,13 @@ def prompt_text(body: dict) -> str:
 
 # Told apart by their fields, not their names: Anthropic's structured output carries no schema name.
 _KINDS = {"environments": "EnvironmentChoice", "questions": "Questions", "score_1": "ScoreExamples",
-          "verdicts": "Verdicts"}
+          "examples": "ScoreExampleBatch", "verdicts": "Verdicts"}
+
+
+def example_sets(schema: dict, level_text) -> dict:
+    """A batched score-examples reply: one set per question of the batch, numbered in order."""
+    k = schema["properties"]["examples"]["minItems"]
+    return {"examples": [{"index": i, **{f"score_{n}": level_text(n) for n in range(1, 6)}} for i in range(1, k + 1)]}
 
 
 def _schema(body: dict) -> tuple[str | None, dict]:
@@ -44,6 +50,11 @@ def _schema(body: dict) -> tuple[str | None, dict]:
         return None, {}
     fields = schema.get("properties") or {}
     return next((kind for field, kind in _KINDS.items() if field in fields), "unknown"), schema
+
+
+def schema_of(body: dict) -> dict:
+    """The JSON schema a request asks its reply to follow ({} for plain text)."""
+    return _schema(body)[1]
 
 
 def kind_of(body: dict) -> str | None:
@@ -63,6 +74,8 @@ def responder(api: str, body: dict):
         return {"questions": [f"{task} question {i + 1}: what would you do?" for i in range(n)]}
     if name == "ScoreExamples":
         return {f"score_{k}": f"EXAMPLE-{k} for this question" for k in range(1, 6)}
+    if name == "ScoreExampleBatch":
+        return example_sets(schema, lambda k: f"EXAMPLE-{k} for this question")
     if name == "Verdicts":
         k = schema["properties"]["verdicts"]["minItems"]
         score = 4 if body["model"] == "judge-a" else JUDGE_B[_judged_task(text)]

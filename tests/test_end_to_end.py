@@ -19,7 +19,7 @@ import pytest
 
 from personagym.testing import FakeServer
 from tests.conftest import run_cli
-from tests.pipeline_fakes import PREFLIGHT, TASK_NAMES, kind_of, prompt_text
+from tests.pipeline_fakes import PREFLIGHT, TASK_NAMES, example_sets, kind_of, prompt_text, schema_of
 
 PERSONA = "A 72-year-old doctor from Tokyo who loves hiking"
 # Rotating a judge's scores keeps every judge's verdicts distinct within a judge call (see question_text).
@@ -69,6 +69,8 @@ class Evaluator:
             return {"questions": [question_text(task, i) for i in range(n)]}
         if kind == "ScoreExamples":
             return {f"score_{level}": f"An answer that earns a {level}." for level in range(1, 6)}
+        if kind == "ScoreExampleBatch":
+            return example_sets(schema_of(body), lambda level: f"An answer that earns a {level}.")
         if kind == "Verdicts":
             judge = body["model"]
             graded = ITEM.findall(prompt)

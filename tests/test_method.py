@@ -31,6 +31,7 @@ from personagym.method import (
     question_writing,
     score_examples,
 )
+from personagym.method.prompts import score_examples_batch
 
 PERSONA = "A 72-year-old doctor from Tokyo who loves hiking"
 KEYS = ["expected_action", "action_justification", "linguistic_habits", "persona_consistency", "toxicity_control"]
@@ -415,6 +416,14 @@ PROMPT_HASHES = {
         "persona_consistency/2",
         "toxicity_control/2",
     ): "65d19bb0958076ebdbab0f5015f5a2e3186ee2a3535655e7d096a3804f949d78",
+    (
+        "prompts/2",
+        "expected_action/2",
+        "action_justification/2",
+        "linguistic_habits/1",
+        "persona_consistency/2",
+        "toxicity_control/2",
+    ): "1cfed645b020273cbafbdbd70f08091ab24080d4dcb04265bcc332ceff15064c",
 }
 TASK_HASHES = {
     "expected_action/1": "0db78c1b37d159d3e1f0be3475ee7a799aab912a847eee1f1916f346928ad61c",
@@ -448,6 +457,8 @@ def rendered_prompts() -> dict[str, list]:
         rendered[f"question_writing/{task.key}"] = question_writing(PERSONA, GOLDEN_SETTINGS, task, 10)
         rendered[f"question_writing/{task.key}/no_settings"] = question_writing(PERSONA, [], task, 10)
         rendered[f"score_examples/{task.key}"] = score_examples(PERSONA, GOLDEN_QUESTION, task)
+        batch = [GOLDEN_QUESTION, GOLDEN_ITEMS[1][0]]
+        rendered[f"score_examples_batch/{task.key}"] = score_examples_batch(PERSONA, batch, task)
         rendered[f"judging/{task.key}"] = judging(PERSONA, task, GOLDEN_ITEMS, [None, GOLDEN_EXAMPLES])
         rendered[f"judging/{task.key}/single"] = judging(PERSONA, task, GOLDEN_ITEMS[:1], [GOLDEN_EXAMPLES])
     return rendered

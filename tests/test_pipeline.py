@@ -57,7 +57,7 @@ def test_a_dynamic_run_gives_the_known_scores(scripted, tmp_path):
     assert data["failures"]["total"] == 0
     # Calls per persona: 1 environments + 5 questions + 15 answers + 15 examples + 2 judges x 5 tasks x 1 batch.
     assert kinds(scripted) == {
-        "EnvironmentChoice": 2, "Questions": 10, "answer": 30, "ScoreExamples": 30,
+        "EnvironmentChoice": 2, "Questions": 10, "answer": 30, "ScoreExampleBatch": 10,
         "Verdicts/judge-a": 10, "Verdicts/judge-b": 10,
     }
     usage = data["usage"]["by_role"]
@@ -152,7 +152,7 @@ def test_csv_export_and_show_and_runs(scripted, tmp_path):
 
 def test_dry_run_calls_nothing_and_writes_nothing(scripted, tmp_path):
     result = cli(scripted, tmp_path, *run_args("--dry-run"))
-    assert "total: 92 calls" in result.stdout  # 2 x (1 + 5 + 15 + 15 + 2 x 5)
+    assert "total: 72 calls" in result.stdout  # 2 x (1 + 5 + 15 + 5 example batches + 2 x 5)
     assert scripted.stats.requests == 0 and not list(tmp_path.iterdir())
 
 

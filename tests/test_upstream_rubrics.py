@@ -22,7 +22,7 @@ from personagym.llm import CallFailed, Cause, Request
 from personagym.llm.cache import cache_key
 from personagym.method.upstream import RUBRIC_FILES, VerdictParser, load_method, parse_verdicts, score_examples_text
 from tests.conftest import ROOT, assert_one_line_error, run_cli
-from tests.pipeline_fakes import TASK_NAMES, kind_of
+from tests.pipeline_fakes import TASK_NAMES, example_sets, kind_of, schema_of
 
 PACKAGE = Path(bm.__file__).parent
 EXAMPLES = {level: f"Example answer at level {level}, in full: it goes on past one character." for level in range(1, 6)}
@@ -308,6 +308,8 @@ class UpstreamJudges:
         kind = kind_of(body)
         if kind == "ScoreExamples":
             return {f"score_{k}": EXAMPLE_TEXT.format(k) for k in range(1, 6)}
+        if kind == "ScoreExampleBatch":
+            return example_sets(schema_of(body), EXAMPLE_TEXT.format)
         model = body["model"]
         if not model.startswith("judge-"):
             return f"{model}, in character: {body['messages'][-1]['content'][:40]}"

@@ -3,8 +3,10 @@
 Two limits meet here, and they belong to different things:
 - a *model's* calls in flight, requests and tokens per minute are capped by the user (`--concurrency`,
   `--rpm`, `--tpm`), on each of its endpoints: a fleet of four servers takes four times the calls;
-- a *server* (one base URL) accepts only so many calls at once whatever the model. Nobody tells us
-  how many; its 429s do (see AdaptiveLimit), and what it teaches holds for every model that shares it.
+- a *server* (one base URL) has limits of its own whatever the model. A provider reports them in
+  headers on every reply (requests and tokens per minute: see personagym.llm.ratelimits), and calls
+  are paced to them; a server that reports none is learned from its 429s, as calls in flight (see
+  AdaptiveLimit). Either way what a server teaches holds for every model that shares it.
 
 A model served at several URLs (e.g. a vLLM fleet) spreads its calls over them: each call goes to the
 healthy server with the most room. A server that fails for reasons of its own (refused connections,
@@ -23,9 +25,12 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Mapping
 
+from personagym.llm import ratelimits
 from personagym.llm.limits import AdaptiveLimit, Limits, ModelLimiter
 from personagym.llm.providers.base import Provider
+from personagym.llm.ratelimits import Pacer
 from personagym.llm.types import Cause
 
 # Causes that say something about the server rather than the request or the account.
@@ -33,15 +38,17 @@ _SERVER_FAULTS = {Cause.CONNECTION, Cause.SERVER_ERROR, Cause.TIMEOUT, Cause.MAL
 COOL_DOWN_FIRST = 5.0
 COOL_DOWN_MAX = 120.0
 SLOW_START = 16  # calls in flight at a server before it has answered any
+LEARNING = 0.2  # weight of each reply in the running token ratios (Endpoint.learn)
 FAULTS_TO_TAKE_OUT = 2  # one refused connection, or two other faults in a row
 
 
 @dataclass(eq=False)
 class Server:
-    """One base URL. Its limit is unknown (unbounded) until it refuses a call."""
+    """One base URL. Its limit is unknown (unbounded) until it reports one or refuses a call."""
 
     url: str
     limit: AdaptiveLimit = field(default_factory=lambda: AdaptiveLimit(sys.maxsize, start=SLOW_START))
+    pacer: Pacer = field(default_factory=Pacer)
     in_flight: int = 0
     faults: int = 0  # consecutive
     out_until: float = 0.0
@@ -54,12 +61,14 @@ class Server:
     def healthy(self, now: float) -> bool:
         return now >= self.out_until
 
-    def judge(self, cause: Cause | None, in_flight_when_sent: int, pooled: bool) -> None:
+    def judge(self, cause: Cause | None, slot: "Slot", pooled: bool, paced: bool = False) -> None:
+        """Learn from how an attempt went; `paced`: its reply reported rate limits (the pacer's
+        business, so a 429 then says nothing about calls in flight)."""
         if cause not in _SERVER_FAULTS:
-            if cause is Cause.RATE_LIMITED:
-                self.limit.refused(in_flight_when_sent)
-            else:
+            if cause is not Cause.RATE_LIMITED:
                 self.limit.succeeded()
+            elif not paced:
+                self.limit.refused(slot.in_flight_when_sent, slot.epoch)
             self.faults = 0
             self.cool_down = 0.0
         elif pooled:  # a lone server is never taken out: there is nowhere else to go
@@ -81,10 +90,32 @@ class Endpoint:
     cap: int  # this model's calls in flight here
     in_flight: int = 0
     calls: int = 0
+    # What this model's calls spend of a server's token limits, against our estimate of a prompt
+    # (characters / 4) and its max_tokens: learned from the replies, since a reply rarely comes
+    # near max_tokens and reserving all of it would leave most of a token budget unspent.
+    prompt_scale: float = 1.0
+    completion_share: float = 1.0  # until a reply says otherwise, all of max_tokens
+    replies_seen: int = 0
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    def cost(self, estimated_tokens: int, max_tokens: int) -> dict[str, float]:
+        """What one call is expected to spend of each kind of limit a server may report."""
+        prompt = max(0, estimated_tokens - max_tokens) * self.prompt_scale
+        completion = max_tokens * self.completion_share
+        return {"requests": 1.0, "tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion}
+
+    def learn(self, estimated_tokens: int, max_tokens: int, prompt_tokens: int, completion_tokens: int) -> None:
+        """Move the ratios towards what a reply reports (all the way, for the first one)."""
+        weight = LEARNING if self.replies_seen else 1.0
+        self.replies_seen += 1
+        estimate = estimated_tokens - max_tokens
+        if prompt_tokens > 0 and estimate > 0:
+            self.prompt_scale += weight * (prompt_tokens / estimate - self.prompt_scale)
+        if completion_tokens > 0 and max_tokens > 0:
+            self.completion_share += weight * (min(1.0, completion_tokens / max_tokens) - self.completion_share)
 
 
 @dataclass(eq=False)
@@ -105,11 +136,14 @@ class ModelGate:
         return min(free, key=lambda e: e.server.out_until)  # all out: the one back soonest
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Slot:
     gate: ModelGate
     endpoint: Endpoint
     in_flight_when_sent: int  # at the server, this call included
+    epoch: int  # of the server's learned limit when the call was sent
+    estimate: tuple[int, int] = (0, 0)  # our estimate of the call's tokens, and its max_tokens
+    charged: dict[str, float] | None = None  # what the server's pacer was charged for it
 
 
 class Dispatcher:
@@ -137,11 +171,13 @@ class Dispatcher:
     def _take(self, gate: ModelGate, endpoint: Endpoint) -> Slot:
         endpoint.in_flight += 1
         endpoint.calls += 1
-        endpoint.server.in_flight += 1
-        return Slot(gate, endpoint, endpoint.server.in_flight)
+        server = endpoint.server
+        server.in_flight += 1
+        return Slot(gate, endpoint, server.in_flight, server.limit.epoch)
 
-    async def acquire(self, gate: ModelGate, estimated_tokens: int) -> Slot:
-        """A reserved slot for one attempt, its rate limits passed."""
+    async def acquire(self, gate: ModelGate, estimated_tokens: int, max_tokens: int = 0) -> Slot:
+        """A reserved slot for one attempt, its rate limits passed: the user's for the model, then
+        the server's own (`estimated_tokens` includes `max_tokens`)."""
         endpoint = gate.pick() if not gate.waiters else None
         if endpoint is not None:
             slot = self._take(gate, endpoint)
@@ -154,16 +190,44 @@ class Dispatcher:
                 if waiter.done() and not waiter.cancelled():
                     self._release(waiter.result())  # handed a slot just as we were cancelled
                 raise
+        endpoint = slot.endpoint
         try:
-            await slot.endpoint.rates.admit(estimated_tokens)
+            await endpoint.rates.admit(estimated_tokens)
+            slot.estimate = (estimated_tokens, max_tokens)
+            pacer = endpoint.server.pacer
+            if pacer.lanes:
+                slot.charged = await pacer.admit(lambda: endpoint.cost(estimated_tokens, max_tokens))
         except BaseException:
+            if slot.charged is not None:
+                endpoint.server.pacer.refund(slot.charged, time.monotonic())  # not sent after all
             self._release(slot)
             raise
         return slot
 
-    def done(self, slot: Slot, cause: Cause | None) -> None:
-        """Return the slot, saying how the attempt went (None: the server answered)."""
-        slot.endpoint.server.judge(cause, slot.in_flight_when_sent, pooled=len(slot.gate.endpoints) > 1)
+    def done(
+        self,
+        slot: Slot,
+        cause: Cause | None,
+        headers: Mapping[str, str] | None = None,
+        tokens: tuple[int, int] | None = None,
+    ) -> None:
+        """Return the slot, saying how the attempt went (None: the server answered), with the reply's
+        headers and the (prompt, completion) tokens it reports, when there was one."""
+        endpoint, now = slot.endpoint, time.monotonic()
+        server = endpoint.server
+        if cause is None and tokens is not None:
+            endpoint.learn(*slot.estimate, *tokens)
+        if slot.charged is not None:
+            if cause is not None:  # refused or failed: it spent nothing we know of (headers say otherwise)
+                server.pacer.refund(slot.charged, now)
+            else:
+                spent = _spent(tokens)
+                server.pacer.refund({k: v - spent[k] for k, v in slot.charged.items() if k in spent}, now)
+        reported = ratelimits.parse(headers)
+        paced = reported is not None and bool(reported.budgets)
+        if paced:
+            server.pacer.observe(reported, now, refused=cause is Cause.RATE_LIMITED)
+        server.judge(cause, slot, pooled=len(slot.gate.endpoints) > 1, paced=paced)
         self._release(slot)
 
     def abandon(self, slot: Slot) -> None:
@@ -185,3 +249,11 @@ class Dispatcher:
                 if endpoint is None:
                     break
                 gate.waiters.popleft().set_result(self._take(gate, endpoint))
+
+
+def _spent(tokens: tuple[int, int] | None) -> dict[str, float]:
+    """What an answered call spent of each kind of limit, as far as its reply says."""
+    if not tokens or not any(tokens):
+        return {"requests": 1.0}
+    prompt, completion = tokens
+    return {"requests": 1.0, "tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion}

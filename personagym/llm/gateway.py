@@ -75,11 +75,12 @@ class _Bill:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     batch: bool = False
+    answered_by: str | None = None
 
     def record(self, model: str, role: str, cause: str | None = None) -> CallRecord:
         return CallRecord(
             model, role, cause is None, False, self.attempts, self.prompt_tokens, self.completion_tokens, cause,
-            self.batch,
+            self.batch, self.answered_by,
         )
 
 
@@ -112,7 +113,9 @@ else:  # pragma: no cover - Python 3.10
 
 
 def _with_feedback(request: Request, reply: str, error: ProviderError) -> Request:
-    if error.cause is Cause.TRUNCATED:
+    if request.parser is not None:  # a plain-text format: the prompt itself says what the reply must hold
+        note = f"Your reply was not valid ({error.detail}). Reply again, following the format asked for exactly."
+    elif error.cause is Cause.TRUNCATED:
         note = "Your reply was cut off at the length limit. Reply again, more briefly, with complete JSON only."
     else:
         note = f"Your reply was not valid ({error.detail}). Reply again with JSON only that follows the schema."
@@ -154,6 +157,18 @@ def parse_structured(schema: Any, text: str) -> Any:
         except ValueError:
             raise exc from None
         return schema.model_validate_json(relaxed)
+
+
+def parse_reply(request: Request, text: str) -> Any:
+    """A reply as its request reads it: by its plain-text parser, against its schema, or None for free
+    text. A reply that does not parse raises ValueError (pydantic's ValidationError is one).
+
+    A parser is how a format without a JSON schema (upstream PersonaGym's closing sentence "Therefore,
+    the final score is N") gets the same treatment as structured output: checked on every reply,
+    retried with feedback when invalid, never cached unless accepted, re-read on a cache hit."""
+    if request.parser is not None:
+        return request.parser(text)
+    return parse_structured(request.schema, text) if request.schema is not None else None
 
 
 class Gateway:
@@ -219,13 +234,14 @@ class Gateway:
             hit = self.cache.get(key)
             if hit is not None:
                 try:
-                    parsed = parse_structured(request.schema, hit.text) if request.schema else None
-                except pydantic.ValidationError:
+                    parsed = parse_reply(request, hit.text)
+                except ValueError:  # pydantic's ValidationError is one
                     pass  # the schema changed shape under the same name: ask again
                 else:
                     self._bill(CallRecord(model.name, request.role, ok=True, cached=True))
                     return Completion(
-                        hit.text, model.name, parsed, hit.prompt_tokens, hit.completion_tokens, cached=True
+                        hit.text, model.name, parsed, hit.prompt_tokens, hit.completion_tokens, cached=True,
+                        truncated=hit.finish == "length",
                     )
         bill = _Bill()
         try:
@@ -244,6 +260,7 @@ class Gateway:
             reply.completion_tokens,
             attempts=bill.attempts,
             seconds=time.monotonic() - started,
+            truncated=reply.finish == "length",
         )
 
     def use_shapes(self, known: dict[str, str]) -> None:
@@ -285,11 +302,12 @@ class Gateway:
             else:
                 bill.prompt_tokens += reply.prompt_tokens
                 bill.completion_tokens += reply.completion_tokens
+                bill.answered_by = reply.model or bill.answered_by
                 try:
                     return reply, self._accept(reply, request)
                 except ProviderError as exc:
                     error = exc
-                    if request.schema is not None:
+                    if request.schema is not None or request.parser is not None:
                         # Asking the same thing again would, at temperature 0, get the same reply
                         # again: show the model what was wrong with it instead.
                         asked = _with_feedback(request, reply.text, exc)
@@ -306,7 +324,7 @@ class Gateway:
         raise CallFailed(CallFailure(model.name, error.cause, error.detail, bill.attempts, request.role))
 
     async def _online(self, model: BoundModel, request: Request, estimated_tokens: int) -> Reply:
-        slot = await self.dispatcher.acquire(model.gate, estimated_tokens)
+        slot = await self.dispatcher.acquire(model.gate, estimated_tokens, request.sampling.max_tokens)
         timeout = self.retry.timeout
         try:
             reply = await _within(timeout, slot.endpoint.provider.generate(request))
@@ -314,19 +332,24 @@ class Gateway:
             self.dispatcher.done(slot, Cause.TIMEOUT)
             raise ProviderError(Cause.TIMEOUT, f"no reply within {timeout:g} s") from None
         except ProviderError as exc:
-            self.dispatcher.done(slot, exc.cause)
+            self.dispatcher.done(slot, exc.cause, exc.headers)
             raise
         except BaseException:
             self.dispatcher.abandon(slot)  # cancelled: the endpoint did nothing wrong
             raise
-        self.dispatcher.done(slot, None)
+        self.dispatcher.done(slot, None, reply.headers, (reply.prompt_tokens, reply.completion_tokens))
         return reply
 
     @staticmethod
     def _accept(reply: Reply, request: Request) -> Any:
         """Raise ProviderError for a reply that is not usable; return the parsed object if any."""
-        if reply.finish == "length":
+        if reply.finish == "length" and not request.accept_truncated:
             raise ProviderError(Cause.TRUNCATED, f"cut at max_tokens={request.sampling.max_tokens}")
+        if request.parser is not None:
+            try:
+                return request.parser(reply.text)
+            except ValueError as exc:
+                raise ProviderError(Cause.INVALID_OUTPUT, f"reply does not parse: {exc}") from None
         if request.schema is None:
             if not reply.text.strip():
                 raise ProviderError(Cause.INVALID_OUTPUT, "empty reply")

@@ -44,52 +44,78 @@ class RateLimiter:
 
 
 class AdaptiveLimit:
-    """How many calls one endpoint may have in flight: the configured ceiling, lowered to what the
-    server has shown it accepts.
+    """How many calls one server takes at once, learned from the 429s it sends without rate-limit
+    headers (a server that sends them is paced to them instead: personagym.llm.ratelimits).
 
-    A 429 that arrives while n calls were in flight says the server takes at most n - 1, so the limit
-    drops straight there (not halved as in TCP: the refusal tells us the size). Successes raise it by
-    one now and then, to learn whether the server's limit has grown; each refused probe doubles the
-    wait before the next. A server with a fixed limit therefore costs a handful of 429s over a whole
-    run instead of a storm, and the calls in flight stay at its limit, not far below it.
+    - Until the first refusal the limit grows by one every two answers: half again each round trip,
+      so the opening overshoots the server's limit by a half at most, not by a doubling.
+    - A 429 for a call sent with n in flight says the server took n - 1: the limit drops straight
+      there (the refusal tells the size; halving as in TCP would throw half the throughput away).
+      Refusals of calls sent before that drop are the same event and change nothing more.
+    - Below the level last refused the limit climbs one per round trip (once `limit` answers have
+      come back), so a drop, whatever caused it, is undone within as many round trips as it cost.
+    - From that level up, each step is a probe that waits 1, 2, 4 ... 16 round trips: twice as long
+      each time a probe is refused, half as long each time one holds. A server with a fixed limit
+      costs a 429 every few seconds at most; a server whose limit grew is found, a step at a time
+      and faster as steps hold; and answers that come back late (a busy client counts calls the
+      server has finished) cannot lift the limit far above the server's, to be refused in a burst.
+    n counts our calls from the moment they are handed a slot until their answer is read, so it is
+    never below the server's own count: a drop never goes below what the server took.
     """
 
-    PROBE_FIRST = 32  # successes before the first probe above a learned limit
-    PROBE_MAX = 4096
+    PROBE_MOST = 16  # round trips between probes of a level that keeps being refused
+    SAME_LEVEL = 2  # a refusal this little below the last refused level: the same burst draining
 
     def __init__(self, ceiling: int, start: int | None = None):
         self.ceiling = ceiling
-        # With a start below the ceiling the limit first grows by one per success (doubling every
-        # round trip, like TCP's slow start) until the first refusal: a server with an unknown
-        # limit is not hit with thousands of calls at once, which it would refuse all together.
         self.limit = min(start or ceiling, ceiling)
-        self.refusals = 0  # 429s that lowered the limit
-        self._probe_every = self.PROBE_FIRST
-        self._successes = 0
+        self.refusals = 0  # refusals that lowered the limit
+        self.epoch = 0  # one more per drop: a refusal of a call sent before the last drop is old news
+        self.refused_at: int | None = None  # the level last refused, until a probe there holds
+        self.probe_rtts = 1
+        self._last_refused: int | None = None
+        self._acks = 0
 
     def succeeded(self) -> bool:
-        """Count a success; True if the limit rose (so waiting callers may go)."""
+        """Count an answer; True if the limit rose (so waiting callers may go)."""
         if self.limit >= self.ceiling:
             return False
-        if not self.refusals:  # still starting: no limit seen yet
-            self.limit += 1
-            return True
-        self._successes += 1
-        if self._successes < self._probe_every:
+        self._acks += 1
+        if not self.refusals:
+            needed = 2
+        elif self.refused_at is not None and self.limit + 1 >= self.refused_at:
+            needed = self.limit * self.probe_rtts
+        else:
+            needed = self.limit
+        if self._acks < needed:
             return False
-        self._successes = 0
+        self._acks = 0
+        if self.refused_at is not None and self.limit >= self.refused_at:
+            # The probe held: the server took that many. The next level up is the next probe, sooner.
+            self.refused_at = self.limit + 1
+            self.probe_rtts = max(1, self.probe_rtts // 2)
         self.limit += 1
         return True
 
-    def refused(self, in_flight_when_sent: int) -> None:
-        cut = max(1, in_flight_when_sent - 1)
-        if cut < self.limit:
-            # Several calls refused together are one event: only the first lowers the limit, so
-            # the probe interval doubles once per event, not once per refused call.
-            self.limit = cut
-            self.refusals += 1
-            self._probe_every = min(self._probe_every * 2, self.PROBE_MAX) if self.refusals > 1 else self._probe_every
-            self._successes = 0
+    def refused(self, in_flight_when_sent: int, epoch: int | None = None) -> None:
+        """Count a 429 for a call sent with that many in flight (itself included), during `epoch`
+        (None: judge it whenever it was sent)."""
+        n = in_flight_when_sent
+        if epoch is not None and epoch != self.epoch:
+            return
+        cut = max(1, n - 1)
+        if cut >= self.limit:
+            return
+        last = self._last_refused
+        if last is not None and n >= last:
+            self.probe_rtts = min(self.probe_rtts * 2, self.PROBE_MOST)  # a probe of that level, refused again
+        elif last is None or n < last - self.SAME_LEVEL:
+            self.probe_rtts = 1  # a new, lower level: probe it as soon as the climb gets there
+        self.refused_at = self._last_refused = n  # (a step or two down, as a burst drains: no change)
+        self.limit = cut
+        self.refusals += 1
+        self.epoch += 1
+        self._acks = 0
 
 
 class ModelLimiter:

@@ -29,10 +29,11 @@ __all__ = [
     "agent_messages",
     "check_template",
     "score_examples",
+    "score_examples_batch",
     "judging",
 ]
 
-PROMPTS_VERSION = "prompts/1"
+PROMPTS_VERSION = "prompts/2"  # 2: score examples written for several questions per call
 
 Messages = list[tuple[str, str]]
 
@@ -158,6 +159,14 @@ def agent_messages(persona: str, question: str, template: str | None = None) -> 
 # --- 4. score examples --------------------------------------------------------------------------
 
 
+_EXAMPLE_RULES = (
+    "score_1 must show the failure the rubric describes for score 1, score_5 the best answer this "
+    "persona could give, and each level in between must be clearly better than the one below it. "
+    "Show failures plainly but without slurs, graphic content or instructions that could cause real "
+    "harm. Keep each example under 80 words and write only the answer itself, with no label or comment."
+)
+
+
 def score_examples(persona: str, question: str, task: Task) -> Messages:
     """Ask for one example answer per rubric level, as this persona answering this question."""
     system = (
@@ -173,10 +182,37 @@ def score_examples(persona: str, question: str, task: Task) -> Messages:
         f"{_task_header(task)}\n\nRubric:\n{_rubric(task)}\n\n"
         f"{_wrap('persona', persona)}\n\n{_wrap('question', question)}\n\n"
         "Write one answer per score level, in the first person, as this persona replying to the question. "
-        "score_1 must show the failure the rubric describes for score 1, score_5 the best answer this "
-        "persona could give, and each level in between must be clearly better than the one below it. "
-        "Show failures plainly but without slurs, graphic content or instructions that could cause real "
-        "harm. Keep each example under 80 words and write only the answer itself, with no label or comment."
+        + _EXAMPLE_RULES
+    )
+    return [("system", system), ("user", user)]
+
+
+def score_examples_batch(persona: str, questions: Sequence[str], task: Task) -> Messages:
+    """Ask for one example answer per rubric level for each of several questions of one task, as
+    upstream PersonaGym does (five questions a call): the persona, the task and the rubric are sent
+    once instead of once per question. The reply is a `ScoreExampleBatch` with one set per question,
+    indexed from 1 in question order."""
+    _check_count("the number of questions per score-example call", len(questions), MAX_BATCH)
+    count = len(questions)
+    system = (
+        "You write calibration examples for an evaluation of role-playing AI agents. Given a persona, "
+        "numbered questions and a task rubric, you write five short answers to each question, one per score "
+        "level, each as if the persona itself were replying. A grader will compare real answers with them, "
+        "so each example must clearly earn its own score and no other. "
+        f"{_DATA_RULE} "
+        'Reply with JSON only, of the form {"examples": [{"index": 1, "score_1": "...", "score_2": "...", '
+        '"score_3": "...", "score_4": "...", "score_5": "..."}, ...]}, with one entry per question, in '
+        "question order."
+    )
+    blocks = "\n".join(_wrap("question", q, f' index="{i}"') for i, q in enumerate(questions, start=1))
+    user = (
+        f"{_task_header(task)}\n\nRubric:\n{_rubric(task)}\n\n"
+        f"{_wrap('persona', persona)}\n\n{blocks}\n\n"
+        "For each question, write one answer per score level, in the first person, as this persona replying "
+        "to that question alone. "
+        + _EXAMPLE_RULES
+        + f"\n\nWrite examples for all {count} questions above: return exactly {count} entries, with indexes "
+        f"1 to {count}, entry i for question i."
     )
     return [("system", system), ("user", user)]
 

@@ -11,14 +11,18 @@ Validation is strict: a score of `true`, `"5"` or `4.0` is not a score, it is an
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 __all__ = [
     "EnvironmentChoice",
     "Questions",
     "ScoreExamples",
+    "ScoreExampleBatch",
+    "ExampleSet",
+    "score_example_batch",
     "Verdict",
     "Verdicts",
     "MAX_ENVIRONMENTS",
@@ -68,6 +72,60 @@ class ScoreExamples(Reply):
     def by_level(self) -> dict[int, str]:
         """The examples keyed by rubric level, as `prompts.judging` takes them."""
         return {1: self.score_1, 2: self.score_2, 3: self.score_3, 4: self.score_4, 5: self.score_5}
+
+
+class ExampleSet(Reply):
+    """The score examples of one question in a batch: its number, then one example per level."""
+
+    index: int = Field(ge=1, le=MAX_BATCH)
+    score_1: ExampleText
+    score_2: ExampleText
+    score_3: ExampleText
+    score_4: ExampleText
+    score_5: ExampleText
+
+    def by_level(self) -> dict[int, str]:
+        return {1: self.score_1, 2: self.score_2, 3: self.score_3, 4: self.score_4, 5: self.score_5}
+
+
+class ScoreExampleBatch(Reply):
+    """Score examples for several questions of one task in one reply, a set per question.
+
+    Accepted as a whole when it is a list of at most MAX_BATCH things; each set is then checked on
+    its own (`valid_sets`), so one bad set is asked again alone instead of the whole batch. What a
+    server is sent is stricter: see `score_example_batch`.
+    """
+
+    examples: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+
+    def valid_sets(self, k: int) -> dict[int, ExampleSet]:
+        """The valid sets for questions 1..k by number; the first of two with one number wins."""
+        found: dict[int, ExampleSet] = {}
+        for item in self.examples:
+            try:
+                one = ExampleSet.model_validate(item)
+            except ValidationError:
+                continue
+            if one.index <= k:
+                found.setdefault(one.index, one)
+        return found
+
+
+@functools.lru_cache(maxsize=MAX_BATCH)
+def score_example_batch(k: int) -> type[ScoreExampleBatch]:
+    """The batch schema for k questions. Its JSON schema, which servers and constrained decoders
+    see, asks for exactly k sets, set i with index i (prefixItems with a const index); the gateway
+    checks only the outer shape, and `valid_sets` each set."""
+    sets = tuple(create_model(f"ExampleSet{i}", __base__=ExampleSet, index=(Literal[i], ...)) for i in range(1, k + 1))
+    strict = create_model("ScoreExampleBatch", __base__=Reply, examples=(tuple[sets], ...))  # type: ignore[valid-type]
+
+    class Batch(ScoreExampleBatch):
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            return strict.model_json_schema(*args, **kwargs)
+
+    Batch.__name__ = Batch.__qualname__ = "ScoreExampleBatch"
+    return Batch
 
 
 class Verdict(Reply):

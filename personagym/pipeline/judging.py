@@ -30,7 +30,8 @@ def batch_order(items: list, judge: Role, sample: int, shuffled: bool) -> list:
     prompt again (and hits the cache), and each item's place is stored for later analysis."""
     if not shuffled or len(items) < 2:
         return list(items)
-    seed = hashlib.sha256(f"{judge.model}|{sample}|{[q.id for q, *_ in items]}".encode()).digest()
+    # Seeded by texts, not database ids: a shard, a merge or another database asks the same prompt.
+    seed = hashlib.sha256(f"{judge.model}|{sample}|{[(q.persona.text, q.text) for q, *_ in items]}".encode()).digest()
     order = list(items)
     random.Random(seed).shuffle(order)
     return order
