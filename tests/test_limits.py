@@ -306,7 +306,7 @@ def simulate_in_flight(capacity, round_trips: int, rtt: float = 0.2, stray: dict
 
     def fill(now: float) -> None:
         nonlocal in_flight, server_load
-        while in_flight < limit.limit:
+        while limit.room(in_flight):
             in_flight += 1
             n, epoch = in_flight, limit.epoch
             if server_load < capacity(now):
@@ -363,8 +363,9 @@ def test_a_server_that_takes_fewer_then_more_is_followed_both_ways():
     limits = [h[0] for h in history]
     assert all(15 <= x <= 17 for x in limits[110:200])  # shortly after it shrank
     assert limits[399] >= 40  # grown with it (probes held, then one more per round trip)
-    assert sum(h[2] for h in history) <= 0.02 * sum(h[1] for h in history) / 1  # refusals per call in flight
-    
+    # Refused calls against calls in flight summed over round trips (about the calls answered): under 2 %.
+    assert sum(h[2] for h in history) <= 0.02 * sum(h[1] for h in history)
+
 
 def test_old_refusals_and_refusals_above_the_limit_change_nothing():
     limit = AdaptiveLimit(100)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import BaseModel, Field
 
@@ -50,3 +52,60 @@ async def test_random_draws_are_reproducible():
         a = await gw.complete("local", request)
         b = await gw.complete("local", request)
     assert a.text == b.text  # same draw index, same seed, same words
+
+
+def _pet_request(temperature: float, seed: int = 7) -> dict:
+    from personagym.llm.providers.base import schema_of
+
+    return {
+        "messages": [{"role": "user", "content": "Describe a pet dog as JSON with its name and number of legs."}],
+        "temperature": temperature, "max_tokens": 96, "seed": seed,
+        "response_format": {"type": "json_object", "schema": schema_of(Pet)},
+    }
+
+
+def _embedded():
+    """The provider's own loaded model (grammar-first sampling, its thread count)."""
+    from personagym.llm.providers.local import LocalProvider
+    from personagym.llm.spec import ProviderSettings
+
+    return LocalProvider("", ProviderSettings())._llama()
+
+
+def test_grammar_first_decoding_picks_what_the_full_mask_picks():
+    """Greedy decoding under grammar-first sampling (the sampled token checked, the whole vocabulary
+    masked only on refusal) writes exactly what llama-cpp-python's mask-everything sampler writes."""
+    from llama_cpp import Llama
+
+    from personagym.llm.providers.local import CONTEXT_TOKENS, default_model_path
+
+    fast = _embedded()
+    assert type(fast).__name__ == "GrammarFirstLlama"
+    stock = Llama(model_path=str(default_model_path()), n_ctx=CONTEXT_TOKENS, n_threads=1, verbose=False, seed=1)
+    texts = []
+    for llm in (fast, stock):
+        llm.reset()
+        texts.append(llm.create_chat_completion(**_pet_request(0.0))["choices"][0]["message"]["content"])
+    assert texts[0] == texts[1]
+    assert Pet.model_validate_json(texts[0])
+
+
+def test_sampled_draws_under_grammar_first_decoding_keep_to_the_grammar():
+    llm = _embedded()
+    for seed in range(3):
+        llm.reset()
+        reply = llm.create_chat_completion(**_pet_request(1.0, seed))
+        # The grammar fixes the shape; a bound such as legs <= 8 is the gateway's to check.
+        assert set(json.loads(reply["choices"][0]["message"]["content"], strict=False)) == {"name", "legs"}
+
+
+def test_threads_leave_busy_cores_alone(monkeypatch):
+    import os
+
+    from personagym.llm.providers import local
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert local.threads() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.6, 0.0, 0.0))
+    assert local.threads() == 1

@@ -245,7 +245,8 @@ def built(tmp_path_factory):
         server.responder = hostile
         _cli(folder, "run", "--agent", "openai:agent-x", "--run", "base", *common, server=server)
         other = _cli(folder, "run", "--agent", "openai:agent-y", "--run", "other", *common, server=server, check=False)
-        assert other.returncode == 1 and "server_error" in other.stdout
+        # Failures, but a PersonaScore: the run succeeds, and its summary says it is incomplete.
+        assert other.returncode == 0 and "server_error" in other.stdout and "incomplete" in other.stdout
         _cli(folder, "export", "other", "-o", "other.json")
         exports = [json.loads(_cli(folder, "export", "base").stdout), json.loads((folder / "other.json").read_text())]
         _cli(folder, "report", "base", "other.json", "-o", "report.html")

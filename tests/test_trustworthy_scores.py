@@ -64,14 +64,15 @@ def test_a_model_retired_mid_run_stops_it_at_once_and_the_run_resumes(scripted, 
         return responder(api, body)
 
     scripted.responder = retire_after_first_verdict
-    result = cli(scripted, tmp_path, *run_args("--judge-batch", "1"))
+    result = cli(scripted, tmp_path, *run_args("--judge-batch", "1", "--concurrency", "1", qpt="4"))
     assert_one_line_error(result, "judge openai:judge-a", "--judges")
     failed = export(scripted, tmp_path)
     assert failed["run"]["status"] == "interrupted"
-    assert failed["failures"]["by_cause"].get("not_found", 0) <= 2  # stopped, not one failure per call
+    # Stopped at once: at most the call already waiting for its turn fails too, not the 7 still to go.
+    assert failed["failures"]["by_cause"]["not_found"] <= 2
     scripted.retired, scripted.responder = (), responder
-    assert cli(scripted, tmp_path, *run_args("--judge-batch", "1")).returncode == 0
-    assert export(scripted, tmp_path)["scores"]["questions_scored"] == 4
+    assert cli(scripted, tmp_path, *run_args("--judge-batch", "1", qpt="4")).returncode == 0
+    assert export(scripted, tmp_path)["scores"]["questions_scored"] == 8
 
 
 # -- sampling as sent, and repeated draws -----------------------------------------------------------

@@ -7,7 +7,6 @@ probes computed from the replies; the result stored with the run.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sqlite3
 import time
@@ -30,6 +29,7 @@ from personagym.method.audit_prompts import MAX_CANDIDATES
 from personagym.pipeline.plan import SIZES
 from personagym.pipeline.preflight import HOPELESS, RunStopped, explain, preflight
 from personagym.pipeline.roles import specs_of
+from personagym.pipeline.run import all_or_stop
 
 if TYPE_CHECKING:
     from personagym.progress import Progress
@@ -142,15 +142,7 @@ async def _send(plan: Plan, gateway: Gateway, progress: "Progress | None" = None
         for place, item in enumerate(call.items, start=1):
             replies.scores[(judge, call.kind)][item.key] = by_index[place]
 
-    tasks = [asyncio.ensure_future(one(call)) for call in plan.calls]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION) if tasks else (set(), set())
-        for task in done:
-            task.result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await all_or_stop([one(call) for call in plan.calls])
     return replies
 
 

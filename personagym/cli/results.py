@@ -193,18 +193,19 @@ def runs_command(ctx: click.Context, db: str | None) -> None:
       personagym runs --db runs/personagym.db
     """
     from personagym.score import run_results
-    from personagym.summary import printable
+    from personagym.summary import printable, run_label
 
     store = _open(ctx, db)
     runs = store.runs()
     if not runs:
         click.echo("no runs yet")
     for run in runs:
-        scores = run_results(store, run)["scores"]
+        results = run_results(store, run)
+        scores, status = results["scores"], run_label(run.status, results["failures"]["total"])
         score = "-" if scores["persona_score"] is None else f"{scores['persona_score']:.2f}"
         click.echo(
             printable(
-                f"{run.name:<32} {run.status:<12} PersonaScore {score:<5} {scores['personas']} personas  "
+                f"{run.name:<32} {status:<12} PersonaScore {score:<5} {scores['personas']} personas  "
                 f"agent {run.config['agent']}"
             )
         )

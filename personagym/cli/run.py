@@ -115,7 +115,9 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
     results = asyncio.run(execute(prepared, db))
     for line in summary_lines(results) + ([shard_line(prepared, db)] if prepared.shard else []):
         click.echo(line)
-    if results["failures"]["total"]:
+    # A run that ended with failures but a PersonaScore succeeded, labelled incomplete; one that
+    # failures left without a PersonaScore has nothing to use: exit 1 (README, "Errors and exit codes").
+    if results["scores"]["persona_score"] is None:
         sys.exit(1)
 
 

@@ -56,7 +56,7 @@ class Server:
     taken_out: int = 0
 
     def has_room(self) -> bool:
-        return self.in_flight < self.limit.limit
+        return self.limit.room(self.in_flight)
 
     def healthy(self, now: float) -> bool:
         return now >= self.out_until

@@ -51,7 +51,8 @@ class AdaptiveLimit:
       so the opening overshoots the server's limit by a half at most, not by a doubling.
     - A 429 for a call sent with n in flight says the server took n - 1: the limit drops straight
       there (the refusal tells the size; halving as in TCP would throw half the throughput away).
-      Refusals of calls sent before that drop are the same event and change nothing more.
+      Refusals of calls sent before that drop are the same event: they lower nothing more, and the
+      room each frees is not reused until an answer comes back.
     - Below the level last refused the limit climbs one per round trip (once `limit` answers have
       come back), so a drop, whatever caused it, is undone within as many round trips as it cost.
     - From that level up, each step is a probe that waits 1, 2, 4 ... 16 round trips: twice as long
@@ -75,9 +76,18 @@ class AdaptiveLimit:
         self.probe_rtts = 1
         self._last_refused: int | None = None
         self._acks = 0
+        self.debt = 0  # refusals of calls sent before the last drop, not yet made up by answers
+
+    def room(self, in_flight: int) -> bool:
+        """Whether one more call may go with `in_flight` at the server. A refusal of a call sent before
+        the last drop frees no room until an answer comes back: the server is full, and reusing
+        the slot at once would only be refused again (a storm, one refusal after another)."""
+        return in_flight + min(self.debt, in_flight) < self.limit
 
     def succeeded(self) -> bool:
         """Count an answer; True if the limit rose (so waiting callers may go)."""
+        if self.debt:
+            self.debt -= 1
         if self.limit >= self.ceiling:
             return False
         self._acks += 1
@@ -102,6 +112,7 @@ class AdaptiveLimit:
         (None: judge it whenever it was sent)."""
         n = in_flight_when_sent
         if epoch is not None and epoch != self.epoch:
+            self.debt += 1
             return
         cut = max(1, n - 1)
         if cut >= self.limit:

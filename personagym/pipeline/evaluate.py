@@ -176,16 +176,18 @@ async def execute(prepared: Prepared, db: str | Path) -> dict[str, Any]:
         if run_id is not None:
             store.close_run(run_id, "interrupted")  # and releases the lock
         raise
+    ended: BaseException | None = None  # what ended the run early, for the last progress line
     try:
         async with gateway, store.keeping(run_id):
             # A batch job should carry a stage for every persona, so in batch mode all go at once.
             in_flight = len(personas) if gateway.batch is not None else max(4, config.concurrency)
             await evaluate_all(ctx, personas, prepared.fixed, in_flight=max(1, in_flight))
-    except BaseException:
+    except BaseException as exc:
+        ended = exc
         store.close_run(run_id, "interrupted")  # and releases the lock
         raise
     finally:
-        progress.close()
+        progress.close(ended)
     store.close_run(run_id, "done")
     run = store.find_run(prepared.name)
     assert run is not None

@@ -10,7 +10,7 @@ Every finished step is already in the store, so running the same run again skips
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping, Sequence
+from typing import Any, Awaitable, Mapping, Sequence
 
 from personagym.method import Stage, Task
 from personagym.pipeline.answers import answer
@@ -84,10 +84,16 @@ async def evaluate_all(
             await evaluate_persona(ctx, persona, fixed[persona.text] if fixed is not None else None)
             ctx.progress.persona_done()
 
-    tasks = [asyncio.ensure_future(one(p)) for p in personas]
+    await all_or_stop([one(p) for p in personas])
+
+
+async def all_or_stop(calls: Sequence[Awaitable[Any]]) -> None:
+    """Run every call at once; the first error (a run stopped because a model cannot work, say) ends
+    them all: the others are cancelled rather than left calling a gateway that is closing."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    if not tasks:
+        return
     try:
-        # The first error (a run stopped because a model cannot work) ends the run: the other
-        # personas are cancelled rather than left calling a gateway that is closing.
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()

