@@ -19,24 +19,21 @@ verifies and reads a directory (`personagym.method.upstream.load_method` a metho
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import http.client
 import json
 import os
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
+from personagym import fetch
 from personagym.errors import UserError
-from personagym.files import write_atomic
+from personagym.fetch import UPSTREAM_COMMIT, UPSTREAM_RAW  # noqa: F401 - part of this module's API
+from personagym.fetch import flat as _flat
 from personagym.method.upstream import METHOD_DIR, method_sums
 
 __all__ = [
@@ -58,21 +55,12 @@ BENCHMARK_NAME = "benchmark-v1"
 TASKS = ("Expected Action", "Action Justification", "Linguistic Habits", "Persona Consistency", "Toxicity Control")
 TASK_ALIASES = {"Toxicity": "Toxicity Control"}
 QUESTIONS_PER_TASK = 10
-UPSTREAM_COMMIT = "536f705e610289c38d84e083fcea6ea5093d3a25"
-UPSTREAM_RAW = f"https://raw.githubusercontent.com/vsamuel2003/PersonaGym/{UPSTREAM_COMMIT}"
 
 OPTIONAL_FILES = ("environments.json", "reference_scores.json")
 _SUMS_RESOURCE = "benchmark_v1.sha256"
 _ORDER_RESOURCE = "benchmark_v1_personas.json"
 _DOWNLOAD_HINT = "run `personagym benchmark download` or pass --benchmark-dir"
 
-# Downloads: 8 files at once; network errors, 429 and 5xx are retried RETRIES times after the
-# first attempt, waiting BACKOFF[i] seconds before retry i.
-CONCURRENCY = 8
-RETRIES = 3
-BACKOFF = (0.5, 1.5, 4.0)
-TIMEOUT = 30.0
-MAX_FILE_BYTES = 1 << 20  # a questions file is ~10 KB; anything past 1 MiB is not one
 
 
 @dataclass(frozen=True)
@@ -156,13 +144,11 @@ def _persona_order() -> tuple[str, ...]:
 def _personas_json_bytes() -> bytes:
     """personas.json exactly as upstream's copy is written (verified against its packaged sum)."""
     data = json.dumps(list(_persona_order()), indent=1, ensure_ascii=False).encode("utf-8")
-    if _sha256(data) != packaged_sums()["personas.json"]:
+    if fetch.sha256(data) != packaged_sums()["personas.json"]:
         raise RuntimeError("the packaged persona list does not match the packaged sum of personas.json")
     return data
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _questions_rel(persona: str) -> str:
@@ -210,7 +196,7 @@ def _read_verified(root: Path, rel: str) -> bytes:
         raise UserError(f"benchmark file {_flat(path)} is missing: the copy is incomplete, {_DOWNLOAD_HINT}") from None
     except OSError as exc:
         raise UserError(f"cannot read benchmark file {_flat(path)} ({_flat(exc)}): check its permissions") from None
-    if _sha256(data) != expected:
+    if fetch.sha256(data) != expected:
         raise UserError(
             f"benchmark file {_flat(path)} is corrupt or modified (sha256 mismatch): delete it and run "
             "`personagym benchmark download` to fetch a fresh copy"
@@ -226,10 +212,6 @@ def _normalise_tasks(raw: object, path: Path) -> dict[str, tuple[str, ...]]:
     if set(by_task) != set(TASKS) or any(len(qs) != QUESTIONS_PER_TASK for qs in by_task.values()):
         raise RuntimeError(f"{path} does not hold {QUESTIONS_PER_TASK} questions for each of {', '.join(TASKS)}")
     return {task: by_task[task] for task in TASKS}
-
-
-def _flat(value: object) -> str:
-    return " ".join(str(value).splitlines())
 
 
 # -- cache location --------------------------------------------------------------------------------
@@ -275,7 +257,7 @@ def download_benchmark(
         for persona in _persona_order()
         for rel in [_questions_rel(persona)]
     ]
-    return _download(root, files, progress, ("personas.json", _personas_json_bytes, sums["personas.json"]))
+    return fetch.download_files(root, files, progress, ("personas.json", _personas_json_bytes, sums["personas.json"]))
 
 
 def download_method(
@@ -290,7 +272,7 @@ def download_method(
     root = Path(dest).expanduser() if dest is not None else default_method_dir()
     base_url = _checked(base_url)
     files = [(rel, f"{base_url}/{urllib.parse.quote(rel)}", digest) for rel, digest in method_sums().items()]
-    return _download(root, files, progress)
+    return fetch.download_files(root, files, progress)
 
 
 def _checked(base_url: str) -> str:
@@ -300,133 +282,3 @@ def _checked(base_url: str) -> str:
     return base_url
 
 
-def _download(
-    root: Path,
-    files: list[tuple[str, str, str]],
-    progress: Callable[[int, int], None] | None,
-    local: tuple[str, Callable[[], bytes], str] | None = None,
-) -> Path:
-    """Fetch each (path under root, URL, sha256) not already valid; `local` is a file made here instead."""
-    try:
-        for folder in sorted({(root / rel).parent for rel, _, _ in files}):
-            folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"cannot create benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
-            "pass a writable folder with --to or set PERSONAGYM_CACHE"
-        ) from None
-
-    total = len(files) + (local is not None)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    if local is not None:
-        rel, make, digest = local
-        if not _is_valid(root / rel, digest):
-            _write_atomic(root, rel, make())
-        tick()
-
-    todo = []
-    for rel, url, digest in files:
-        if _is_valid(root / rel, digest):
-            tick()
-        else:
-            todo.append((rel, url, digest))
-    if not todo:
-        return root
-
-    stop = threading.Event()
-
-    def fetch(rel: str, url: str, digest: str) -> None:
-        if stop.is_set():
-            return
-        data = _fetch(url, rel, stop)
-        if data is None:  # stopped because another file failed
-            return
-        if _sha256(data) != digest:
-            raise UserError(
-                f"the download of {rel} from {url} failed its sha256 check (the server sent different content): "
-                "run `personagym benchmark download` again later, or check the mirror given with --from"
-            )
-        _write_atomic(root, rel, data)
-
-    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="personagym-download") as pool:
-        pending = {pool.submit(fetch, *item) for item in todo}
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    future.result()  # raises the first failure
-                    tick()
-        except BaseException:
-            stop.set()
-            for future in pending:
-                future.cancel()
-            raise
-    return root
-
-
-def _is_valid(path: Path, expected: str) -> bool:
-    try:
-        return path.is_file() and _sha256(path.read_bytes()) == expected
-    except OSError:
-        return False
-
-
-def _write_atomic(root: Path, rel: str, data: bytes) -> None:
-    """Write `data` to `root/rel`, whole or not at all, with an error that says which fix applies."""
-    target = root / rel
-    try:
-        write_atomic(target, data)
-    except OSError as exc:
-        if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
-            raise UserError(
-                f"cannot write into benchmark directory {_flat(root)} ({_flat(exc.strerror or exc)}): "
-                "pass a writable folder with --to or set PERSONAGYM_CACHE"
-            ) from None
-        raise UserError(
-            f"cannot write benchmark file {_flat(target)} ({_flat(exc.strerror or exc)}): "
-            "free some disk space or pass a writable folder with --to"
-        ) from None
-
-
-def _fetch(url: str, rel: str, stop: threading.Event) -> bytes | None:
-    """GET `url`, retrying network errors, 429 and 5xx; a 4xx (e.g. 404) is a UserError at once."""
-    request = urllib.request.Request(url, headers={"User-Agent": "personagym", "Accept-Encoding": "identity"})
-    last_error = ""
-    for attempt in range(RETRIES + 1):
-        if attempt:
-            if stop.wait(BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]):
-                return None
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                data = response.read(MAX_FILE_BYTES + 1)
-            if len(data) > MAX_FILE_BYTES:
-                raise UserError(
-                    f"the download of {rel} from {url} is larger than {MAX_FILE_BYTES} bytes, so it is not a "
-                    "benchmark file: check the mirror given with --from"
-                )
-            return data
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code == 429 or exc.code >= 500:
-                last_error = f"HTTP {exc.code}"
-                continue
-            if exc.code == 404:
-                raise UserError(
-                    f"the server has no {rel} (HTTP 404 for {url}): check the mirror given with --from; the default is {UPSTREAM_RAW}"
-                ) from None
-            raise UserError(f"the download of {rel} was refused (HTTP {exc.code} for {url}): check the mirror given with --from") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # connection refused, reset, timeout, DNS...
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            last_error = _flat(reason) or type(exc).__name__
-            continue
-    raise UserError(
-        f"could not download {rel} from {url} after {RETRIES + 1} attempts ({last_error}): check your network "
-        "connection and run `personagym benchmark download` again (finished files are kept)"
-    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from personagym import benchmark as bm
+from personagym import fetch
 from personagym.benchmark import (
     TASKS,
     UPSTREAM_COMMIT,
@@ -225,7 +226,7 @@ class Upstream:
 def upstream(monkeypatch, shared_benchmark):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(bm, "BACKOFF", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(fetch, "BACKOFF", (0.01, 0.01, 0.01))
     server = Upstream(shared_benchmark)
     server.thread.start()
     yield server
@@ -293,12 +294,12 @@ def test_retries_are_bounded(upstream, tmp_path, shared):
     upstream.fail_first[shared.personas[3]] = 100
     message = error_of(download_benchmark, tmp_path / "bench", base_url=upstream.base_url)
     assert f"questions/{shared.personas[3]}.json" in message and "4 attempts" in message and "HTTP 500" in message
-    assert upstream.requests[shared.personas[3]] == bm.RETRIES + 1
+    assert upstream.requests[shared.personas[3]] == fetch.RETRIES + 1
 
 
 def test_unreachable_server(tmp_path, monkeypatch):
-    monkeypatch.setattr(bm, "BACKOFF", (0.0,))
-    monkeypatch.setattr(bm, "CONCURRENCY", 2)
+    monkeypatch.setattr(fetch, "BACKOFF", (0.0,))
+    monkeypatch.setattr(fetch, "CONCURRENCY", 2)
     with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
         port = probe.server_address[1]  # closed right after: nothing listens there
     message = error_of(download_benchmark, tmp_path / "bench", base_url=f"http://127.0.0.1:{port}")

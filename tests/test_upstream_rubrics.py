@@ -17,6 +17,7 @@ from statistics import fmean
 import pytest
 
 from personagym import benchmark as bm
+from personagym import fetch
 from personagym.errors import UserError
 from personagym.llm import CallFailed, Cause, Request
 from personagym.llm.cache import cache_key
@@ -102,7 +103,7 @@ class Upstream:
 def upstream(monkeypatch, shared_benchmark, shared_upstream_method):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(bm, "BACKOFF", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(fetch, "BACKOFF", (0.01, 0.01, 0.01))
     server = Upstream(shared_benchmark)
     yield server
     server.httpd.shutdown()
