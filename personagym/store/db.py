@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +21,7 @@ APPLICATION_ID = 0x5047594D  # "PGYM"
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER = 100  # bytes of SQLite's file header
+_BUSY_SECONDS = 10  # how long any statement waits for another process's write lock
 DB_FIX = "pass --db with the path of a personagym database or of a new file"
 
 
@@ -59,7 +61,7 @@ def connect(path: str | Path, *, create: bool = True, label: str = "--db", fix: 
     # A generous busy timeout from the first statement: a process creating the same new file holds
     # its write lock while it migrates.
     with _explained(path, label, fix):
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS)
         try:
             _check_and_migrate(conn, path, label, fix)
         except BaseException:
@@ -224,7 +226,7 @@ def _check_writable(path: Path, label: str) -> None:
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
     uri = "file:" + quote(str(path.absolute()))
-    conn = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=10)
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
@@ -259,7 +261,7 @@ def _check_identity(path: Path, app_id: int, version: int, tables: int, label: s
 def _check_and_migrate(conn: sqlite3.Connection, path: Path, label: str, fix: str) -> None:
     app_id, version, tables = _identity(conn)
     _check_identity(path, app_id, version, tables, label, fix)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _enter_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     for number, _name, sql in MIGRATIONS:
         if number <= version:
@@ -273,6 +275,22 @@ def _check_and_migrate(conn: sqlite3.Connection, path: Path, label: str, fix: st
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={number}")
+
+
+def _enter_wal(conn: sqlite3.Connection, patience: float = _BUSY_SECONDS) -> None:
+    """Switch the file to write-ahead logging. SQLite answers "database is locked" at once, without
+    its busy handler, when another connection is switching the same new file at that moment (four
+    threads opening one new file failed this way about once in a hundred tries), so the switch is
+    tried again for as long as any other statement would wait."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def statements(script: str) -> list[str]:
