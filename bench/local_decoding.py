@@ -1,13 +1,12 @@
 """Structured (grammar-constrained) decoding speed of the embedded model, decoder against decoder.
 
-    python bench/local_decoding.py [--runs 5] [--decoders stock@2,stock,grammar-first,llguidance,none]
+    python bench/local_decoding.py [--runs 5] [--decoders stock@2,grammar-first@2,stock,grammar-first,llguidance,none]
 
 Each run sends the same three structured requests the pipeline sends to `local` (score examples,
 questions, a judge's verdict; the prompts and schemas of personagym.method, at temperature 0) to
 every decoder in turn, interleaved so machine load falls on all of them alike, and prints the
-generation rate from the first token to the last, so prompt length does not blur the figure: per
-second of wall time, and per second of CPU time of the decoding thread, which is what an idle core
-would give whatever else the machine runs (one-thread decoders only). Decoders:
+generation rate: completion tokens / (call time - prompt evaluation time, from llama.cpp's own
+counters), so prompt length does not blur the figure. Decoders:
 
 - stock: llama-cpp-python's high-level API as it is (the grammar masks all 49k tokens at every step);
 - grammar-first: personagym's local provider (the sampled token is checked; the full mask only on refusal);
@@ -126,30 +125,21 @@ def llguidance_llama() -> type | None:
     return GuidedLlama
 
 
-def timed(llm: Llama, messages: list[dict[str, str]], schema: Any, guided: bool) -> tuple[str, int, float, float]:
-    """(reply, tokens generated after the first, their wall seconds, their CPU seconds on this thread).
-
-    Timed from the first token on, so prompt evaluation is left out. The CPU time counts the calling
-    thread only, which with one llama.cpp thread is all of the work: it is what the rate would be on
-    an idle core, whatever else the machine runs (meaningless with two threads)."""
-    params: dict[str, Any] = {"messages": messages, "temperature": 0.0, "max_tokens": MAX_TOKENS, "seed": 1,
-                              "stream": True}
+def timed(llm: Llama, messages: list[dict[str, str]], schema: Any, guided: bool) -> tuple[str, int, float]:
+    """(reply, completion tokens, seconds of generation: the call's wall time less the prompt evaluation
+    time from llama.cpp's own counters)."""
+    params: dict[str, Any] = {"messages": messages, "temperature": 0.0, "max_tokens": MAX_TOKENS, "seed": 1}
     if schema is not None and not guided:
         params["response_format"] = {"type": "json_object", "schema": schema.model_json_schema()}
     if guided:
         type(llm).schema = None if schema is None else json.dumps(schema.model_json_schema())
     llm.reset()
     raw.llama_perf_context_reset(llm._ctx.ctx)
-    parts: list[str] = []
-    first: tuple[float, float] | None = None
-    for chunk in llm.create_chat_completion(**params):
-        parts.append(chunk["choices"][0]["delta"].get("content") or "")
-        if first is None:
-            first = (time.perf_counter(), time.thread_time())
-    wall, cpu = time.perf_counter(), time.thread_time()
-    generated = raw.llama_perf_context(llm._ctx.ctx).n_eval  # tokens decoded after the prompt
-    assert first is not None
-    return "".join(parts), generated, wall - first[0], cpu - first[1]
+    started = time.perf_counter()
+    reply = llm.create_chat_completion(**params)
+    wall = time.perf_counter() - started
+    prompt_seconds = raw.llama_perf_context(llm._ctx.ctx).t_p_eval_ms / 1000
+    return reply["choices"][0]["message"]["content"] or "", reply["usage"]["completion_tokens"], wall - prompt_seconds
 
 
 def valid(schema: Any, text: str) -> bool:
@@ -164,7 +154,7 @@ def valid(schema: Any, text: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--decoders", default="stock@2,stock,grammar-first,llguidance,none")
+    parser.add_argument("--decoders", default="stock@2,grammar-first@2,stock,grammar-first,llguidance,none")
     args = parser.parse_args()
     guided_class = llguidance_llama()
     classes: dict[str, tuple[type, bool]] = {
@@ -176,39 +166,33 @@ def main() -> None:
         classes["llguidance"] = (guided_class, True)
     chosen = [d for d in args.decoders.split(",") if d.split("@")[0] in classes]
     models: dict[str, tuple[Llama, bool]] = {}
-    threads: dict[str, int] = {}
     for name in chosen:
         kind, _, given = name.partition("@")
         cls, guided = classes[kind]
-        threads[name] = int(given) if given else local.threads()
-        models[name] = (load(cls, threads[name]), guided)
+        models[name] = (load(cls, int(given) if given else local.threads()), guided)
     print(f"load average {os.getloadavg()[0]:.1f}, provider's threads {local.threads()}, {args.runs} runs", flush=True)
     rates: dict[str, list[float]] = {name: [] for name in chosen}
-    cpu_rates: dict[str, list[float]] = {name: [] for name in chosen}
     invalid: dict[str, int] = dict.fromkeys(chosen, 0)
     cut: dict[str, int] = dict.fromkeys(chosen, 0)
     for run in range(1, args.runs + 1):
         for name in chosen:
             llm, guided = models[name]
-            tokens, seconds, cpu = 0, 0.0, 0.0
+            tokens, seconds = 0, 0.0
             for label, messages, schema in requests():
                 structured = not name.startswith("none")
-                text, n, wall, used = timed(llm, messages, schema if structured else None, guided)
-                tokens, seconds, cpu = tokens + n, seconds + wall, cpu + used
-                if structured and n + 1 >= MAX_TOKENS:
+                text, n, generating = timed(llm, messages, schema if structured else None, guided)
+                tokens, seconds = tokens + n, seconds + generating
+                if structured and n >= MAX_TOKENS:
                     cut[name] += 1
                 elif structured and not valid(schema, text):
                     invalid[name] += 1
             rates[name].append(tokens / seconds)
-            cpu_rates[name].append(tokens / cpu)
-            per_cpu = f" ({tokens / cpu:5.1f} per CPU second)" if threads[name] == 1 else ""
-            print(f"run {run} {name:<16} {tokens:4d} tokens in {seconds:6.1f} s = {tokens / seconds:5.1f} tokens/s"
-                  f"{per_cpu}, load average {os.getloadavg()[0]:.1f}", flush=True)
-    print("\ndecoder           tokens/s: wall, min-max (median)   per CPU second (median)   invalid, cut at max_tokens")
+            print(f"run {run} {name:<16} {tokens:4d} tokens in {seconds:6.1f} s = {tokens / seconds:5.1f} tokens/s, "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print("\ndecoder           tokens/s min-max (median)   invalid replies, cut at max_tokens")
     for name in chosen:
-        r, c = rates[name], cpu_rates[name]
-        per_cpu = f"{min(c):6.1f}-{max(c):<6.1f} ({statistics.median(c):5.1f})" if threads[name] == 1 else "  -"
-        print(f"{name:<17} {min(r):6.1f}-{max(r):<6.1f} ({statistics.median(r):5.1f})          {per_cpu:<24}  "
+        r = rates[name]
+        print(f"{name:<17} {min(r):6.1f}-{max(r):<6.1f} ({statistics.median(r):5.1f})      "
               f"{invalid[name] if not name.startswith('none') else '-'}, {cut[name]}")
 
 

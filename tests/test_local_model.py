@@ -109,3 +109,14 @@ def test_threads_leave_busy_cores_alone(monkeypatch):
     assert local.threads() == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (4.6, 0.0, 0.0))
     assert local.threads() == 1
+
+
+def test_small_integer_ranges_reach_the_grammar_as_enums():
+    """llama-cpp-python's grammar ignores minimum/maximum: a score of 1-5 is spelled out for it."""
+    from personagym.llm.providers.local import bounded
+    from personagym.pipeline.judging import verdicts_schema
+
+    schema = bounded(verdicts_schema(2).model_json_schema())
+    scores = [d["properties"]["score"] for d in schema["$defs"].values()]
+    assert [s["enum"] for s in scores] == [[1, 2, 3, 4, 5]] * 2
+    assert bounded({"type": "integer", "minimum": 0}) == {"type": "integer", "minimum": 0}  # unbounded: as it was

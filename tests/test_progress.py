@@ -123,3 +123,42 @@ def test_quiet_shows_nothing():
     p.note("news")
     p.close()
     assert stream.getvalue() == ""
+
+
+def _results(judges: list[str], items: list[dict], score: float | None = 3.2) -> dict:
+    tasks = ["Expected Action", "Action Justification", "Linguistic Habits", "Persona Consistency", "Toxicity Control"]
+    total = {"calls": 20, "cached": 0, "failures": len(items), "attempts": 26, "prompt_tokens": 1000,
+             "completion_tokens": 100, "cost": 0.0}
+    return {
+        "run": {"name": "r", "status": "done", "config": {"agent": "local", "judges": judges}},
+        "scores": {"persona_score": score, "tasks": dict.fromkeys(tasks, score), "personas_scored": 1, "personas": 1,
+                   "questions_scored": 5 - len(items), "questions": 5},
+        "failures": {"total": len(items), "by_cause": {i["cause"]: 1 for i in items},
+                     "by_stage": {i["stage"]: 1 for i in items}, "items": items},
+        "usage": {"total": total},
+    }
+
+
+def test_the_summary_says_what_the_numbers_mean_and_when_the_judge_is_the_embedded_model():
+    lines = summary_lines(_results(["local"], []))
+    assert lines[0].startswith("run r (done)")
+    assert any("scores run from 1 (worst) to 5 (best)" in line for line in lines)
+    assert sum(line.startswith("  ") and "  3.20  " in line for line in lines) == 5  # one line per task, said what
+    assert all(len(line.split("3.20", 1)[1].strip()) > 10 for line in lines if "  3.20  " in line)
+    note = [line for line in lines if "plumbing" in line]
+    assert len(note) == 1 and "not a measurement" in note[0] and "personagym run --agent" in note[0]
+    assert not any("plumbing" in line for line in summary_lines(_results(["openai:gpt-6.2-sol"], [])))
+    assert any("plumbing" in line for line in summary_lines(_results(["openai:x", "local:/m/tiny.gguf"], [])))
+
+
+def test_a_run_with_failures_is_incomplete_and_each_failure_names_stage_task_and_fix():
+    items = [
+        {"stage": "answers", "task": "Toxicity Control", "cause": "truncated", "model": "local", "detail": ""},
+        {"stage": "verdicts", "task": "Persona Consistency", "cause": "invalid_output", "model": "local", "detail": ""},
+    ]
+    lines = summary_lines(_results(["local"], items))
+    assert lines[0].startswith("run r (incomplete: 2 failures")
+    truncated = next(line for line in lines if line.strip().startswith("truncated"))
+    assert "in answers (Toxicity Control)" in truncated and "--agent-max-tokens" in truncated
+    invalid = next(line for line in lines if line.strip().startswith("invalid_output"))
+    assert "in verdicts (Persona Consistency)" in invalid and "stronger model with --judges" in invalid

@@ -9,8 +9,8 @@ as an RFC 3339 time; both may send `retry-after` (seconds) on a 429 (sources in 
 Servers that copy these APIs copy the headers loosely, and a proxy may mangle them, so nothing here
 raises: a value that is missing, negative, not a number or absurd leaves that limit unknown.
 
-Pacing. Each limit a server reports becomes a `Lane`: a bucket that refills at limit / window, holds
-at most 3 % of the limit, and is lowered (never raised) to what each reply says remains.
+Pacing. Each limit a server reports becomes a `Lane`: a bucket that refills at 0.97 x limit / window,
+holds at most 3 % of the limit, and is lowered (never raised) to what each reply says remains.
 The window is the longest reset seen: a sliding window (the fake server's) reports its full length
 whenever it is busy, a token bucket (the providers' own account of their limits) its full length
 once drained, and until then we merely go faster than we will later. Why this shape, and the
@@ -175,8 +175,8 @@ class Lane:
 class Pacer:
     """Spends one server's reported limits at the rate they refill, shared by every model there.
 
-    Calls queue in order; only the first one waits on a timer. A server that has sent no limit
-    costs one comparison per call.
+    Calls queue in order; only the first one waits on a timer, which a refund cuts short. The
+    dispatcher asks only a server that has reported a limit.
     """
 
     def __init__(self) -> None:
@@ -221,12 +221,12 @@ class Pacer:
         for kind, lane in self.lanes.items():
             lane.level -= cost.get(kind, 0.0)
 
-    async def admit(self, cost_of: Callable[[], dict[str, float]], clock=time.monotonic) -> dict[str, float]:
+    async def admit(self, cost_of: Callable[[], dict[str, float]]) -> dict[str, float]:
         """Wait until a call's cost (units by kind) may be spent, spend it and return it. The cost is
         asked for when the call's turn comes: what a call is expected to spend is learned meanwhile."""
         if not self._queue:
             cost = cost_of()
-            if self._wait(cost, clock()) <= 0:
+            if self._wait(cost, time.monotonic()) <= 0:
                 self._take(cost)
                 return cost
         turn: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -234,7 +234,7 @@ class Pacer:
         try:
             if self._queue[0] is not turn:
                 await turn  # resolved when every call before this one has gone
-            while (wait := self._wait(cost := cost_of(), clock())) > 0:
+            while (wait := self._wait(cost := cost_of(), time.monotonic())) > 0:
                 await self._sleep(wait)
             self._take(cost)
             return cost

@@ -33,9 +33,9 @@ CONTEXT_TOKENS = 8192
 # 64 tokens, the answers ended on their own after 33-344 tokens and an examples reply took 142 tokens,
 # not 677 (bench/RESULTS.md).
 REPEAT_PENALTY = 1.2
-# How replies are decoded: part of the cache key (a random draw under grammar-first sampling can differ
-# from one under the full mask; a greedy one cannot), with the penalty.
-DECODING = f"grammar-first/1 repeat_penalty={REPEAT_PENALTY}"
+# How replies are decoded, part of the cache key: grammar-first sampling (a random draw can differ from
+# one under the full mask; a greedy one cannot), the grammar's schema (`bounded`), the penalty.
+DECODING = f"grammar-first/1 integer-ranges-as-enums repeat_penalty={REPEAT_PENALTY}"
 
 # Loaded models, shared by every provider object in the process: loading costs seconds and memory.
 _MODELS: dict[str, Any] = {}
@@ -94,7 +94,7 @@ class LocalProvider:
             params["top_p"] = s.top_p
         if request.schema is not None:
             # llama.cpp compiles this schema to a grammar; it ignores OpenAI's json_schema shape.
-            params["response_format"] = {"type": "json_object", "schema": schema_of(request.schema)}
+            params["response_format"] = {"type": "json_object", "schema": bounded(schema_of(request.schema))}
         with self._run_lock:
             llm = self._llama()
             # Reusing the previous prompt's KV cache changes the floating-point path, and with it
@@ -118,6 +118,25 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         """Models stay loaded for the life of the process: the next gateway reuses them."""
+
+
+def bounded(schema: Any) -> Any:
+    """The schema with every small integer range spelled out as an enum, for llama.cpp's grammar.
+
+    llama-cpp-python's schema-to-grammar converter ignores `minimum` and `maximum`, so a judge's score
+    of 1-5 could come out as 7: valid under the grammar, refused by the gateway, asked again (in a
+    measured run, six attempts of one verdict and no PersonaScore). As an enum the grammar allows the
+    five values only. The gateway still validates every reply against the real schema.
+    """
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: bounded(value) for key, value in schema.items()}
+    low, high = out.get("minimum"), out.get("maximum")
+    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low < 100:
+        out.setdefault("enum", list(range(low, high + 1)))
+    return out
 
 
 def threads() -> int:
