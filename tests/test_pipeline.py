@@ -87,6 +87,14 @@ def test_running_again_redoes_nothing(scripted, tmp_path):
     assert f"PersonaScore {expected_persona_score():.2f}" in again.stdout
 
 
+def test_the_models_are_checked_all_at_once_not_one_after_another(scripted, tmp_path):
+    cli(scripted, tmp_path, *run_args("--run", "r1"))
+    scripted.reset_stats()
+    scripted.latency = 0.3  # long enough that five pings sent one after another never overlap
+    cli(scripted, tmp_path, *run_args("--run", "r1"))
+    assert scripted.stats.requests == 5 and scripted.stats.max_in_flight_seen == 5
+
+
 def test_resume_after_kill_9_gives_the_same_scores_without_repeating_calls(scripted, tmp_path):
     reference = tmp_path / "reference"
     reference.mkdir()

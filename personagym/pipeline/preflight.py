@@ -10,6 +10,7 @@ Anything else (a slow or busy server, a reply cut short) is not a reason to refu
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from personagym.errors import UserError
@@ -51,25 +52,34 @@ def explain(role: Role, failure: CallFailure) -> str:
 
 
 async def preflight(gateway: Gateway, models: dict[Role, BoundModel]) -> None:
-    """Raise RunStopped for the first model that cannot work; every distinct model is asked once."""
+    """Raise RunStopped for the first model (in role order) that cannot work. Every distinct model is
+    asked once, all at the same time: one after another, four models on a 500 ms server cost 2 s
+    before the run's first call."""
+    first: dict[str, tuple[Role, BoundModel]] = {}
+    for role, model in models.items():
+        key = repr(sorted(model.identity.items()))
+        if key not in _passed:
+            first.setdefault(key, (role, model))
+    if not first:
+        return
     saved, batch = gateway.retry, gateway.batch
     gateway.batch = None  # one tiny online request, even for a run whose calls go in batch jobs
+    # Every endpoint of a pool gets a chance before its URL counts as unreachable.
+    pool = max(len(model.gate.endpoints) for _, model in first.values())
+    gateway.retry = dataclasses.replace(saved, max_attempts=1 + pool, max_total_seconds=60, backoff_base=0.2)
     try:
-        seen: set[str] = set()
-        for role, model in models.items():
-            key = repr(sorted(model.identity.items()))
-            if key in seen or key in _passed:
-                continue
-            seen.add(key)
-            # Every endpoint of a pool gets a chance before the URL counts as unreachable.
-            gateway.retry = dataclasses.replace(
-                saved, max_attempts=1 + len(model.gate.endpoints), max_total_seconds=60, backoff_base=0.2
-            )
-            try:
-                await gateway.complete(model, _PING)
-            except CallFailed as exc:
-                if exc.failure.cause in HOPELESS:
-                    raise RunStopped(explain(role, exc.failure)) from None
-            _passed.add(key)
+        failures = await asyncio.gather(*(_ping(gateway, model) for _, model in first.values()))
     finally:
         gateway.retry, gateway.batch = saved, batch
+    for (key, (role, _)), failure in zip(first.items(), failures):
+        if failure is not None and failure.cause in HOPELESS:
+            raise RunStopped(explain(role, failure))
+        _passed.add(key)
+
+
+async def _ping(gateway: Gateway, model: BoundModel) -> CallFailure | None:
+    try:
+        await gateway.complete(model, _PING)
+    except CallFailed as exc:
+        return exc.failure
+    return None
