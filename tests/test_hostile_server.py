@@ -500,3 +500,60 @@ async def test_a_declared_length_over_the_cap_fails_before_the_body_is_read():
         failure, _ = await call(upstream, "openai", max_reply_bytes=MB)
         completion, _ = await call(upstream, "openai", max_reply_bytes=3 * MB)  # the pool still works
     assert failure.cause is Cause.OVERSIZED and completion.text == "a" * (2 * MB)
+
+
+# -- what the OpenAI-compatible path sends (our own HTTP, not the SDK's: personagym.llm.providers.openai) --
+
+
+async def test_openai_calls_send_the_bearer_key_the_org_headers_and_never_url_credentials(monkeypatch):
+    from personagym.llm.providers import make_provider
+    from personagym.llm.spec import ModelSpec
+
+    seen: list[tuple[str, dict[str, str], dict]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.path, dict(request.headers), await request.json()))
+        return web.json_response(OPENAI_OK)
+
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-abc")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-xyz")
+    async with Upstream(record) as upstream:
+        url = upstream.url.replace("http://", "http://alice:s3cret-pass@") + "/v1/"
+        p = make_provider(ModelSpec("openai", "m"), ProviderSettings(base_url=url, api_key="sk-test-key-0123456789"))
+        try:
+            reply = await p.generate(ASK)
+        finally:
+            await p.aclose()
+    assert reply.text == "hello"
+    path, headers, body = seen[0]
+    assert path == "/v1/chat/completions"
+    assert headers["Authorization"] == "Bearer sk-test-key-0123456789"
+    assert headers["OpenAI-Organization"] == "org-abc" and headers["OpenAI-Project"] == "proj-xyz"
+    assert body["model"] == "m" and body["messages"] == [{"role": "user", "content": "Say hello."}]
+    assert "s3cret-pass" not in json.dumps(headers)
+
+
+@pytest.mark.parametrize("status, body, cause", [
+    (401, b"<html>Unauthorized</html>", Cause.AUTH),
+    (404, b'{"error": {"message": "The model m does not exist"}}', Cause.NOT_FOUND),
+    (302, b"", Cause.BAD_REQUEST),
+    (503, b"", Cause.SERVER_ERROR),
+])
+async def test_an_openai_error_status_is_classified_with_the_servers_message(status, body, cause):
+    from personagym.llm.providers import make_provider
+    from personagym.llm.spec import ModelSpec
+
+    async def fail(request: web.Request) -> web.Response:
+        return web.Response(body=body, status=status, headers={"Location": "http://elsewhere.invalid/"})
+
+    async with Upstream(fail) as upstream:
+        p = make_provider(ModelSpec("openai", "m"), upstream.settings("openai")["openai"])
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await p.generate(ASK)
+        finally:
+            await p.aclose()
+    assert caught.value.cause is cause and caught.value.status == status
+    assert caught.value.detail.startswith(f"HTTP {status}")
+    if status == 404:
+        assert "does not exist" in caught.value.detail

@@ -6,6 +6,7 @@ thin translation between our plain data and one SDK, and adding a provider touch
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import email.utils
@@ -16,10 +17,11 @@ import time
 from types import ModuleType
 from typing import Any, Iterator, Mapping, Protocol
 
+import aiohttp
 import httpx2
 
 from personagym import secrets
-from personagym.llm.providers.transport import ReplyTooLarge
+from personagym.llm.providers.transport import Oversized, ReplyTooLarge
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 
@@ -116,6 +118,38 @@ def error_message(body: Any, fallback: str) -> str:
             return str(error["message"])
     return secrets.clip(json.dumps(body, default=str), 300) if body is not None else fallback
 
+
+
+@contextlib.contextmanager
+def http_errors(where: str) -> Iterator[None]:
+    """The same translation as `sdk_errors`, for a call made on a transport Session directly: its
+    errors are aiohttp's, and an answer's status is checked by `raise_for_status`."""
+    try:
+        yield
+    except Oversized as exc:
+        raise ProviderError(Cause.OVERSIZED, f"{where}: {exc}") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc}") from None
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise ProviderError(Cause.TIMEOUT, str(exc) or "timed out") from None
+    except aiohttp.ClientError as exc:
+        # Connected, then lost (a reset mid-body, a broken encoding): not a wrong URL.
+        raise ProviderError(Cause.CONNECTION, f"the connection to {where} broke: {exc or type(exc).__name__}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError: a body that is not JSON (or not UTF-8); RecursionError: JSON nested absurdly deep.
+        raise ProviderError(Cause.MALFORMED_RESPONSE, f"unreadable response: {secrets.clip(str(exc), 300)}") from None
+
+
+def raise_for_status(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    """A ProviderError for an answer whose status is not a success, with the server's own message."""
+    if 200 <= status < 300:
+        return
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text)
+    except (ValueError, RecursionError):
+        parsed = text.strip() or None
+    raise classify_status(status, error_message(parsed, f"HTTP {status}"), headers)
 
 
 @contextlib.contextmanager

@@ -1,25 +1,29 @@
 """OpenAI, and every server that speaks its chat API (vLLM, Ollama, llama.cpp server, Together,
-Groq, OpenRouter, LM Studio), through the official async SDK.
+Groq, OpenRouter, LM Studio).
 
-Two choices made for throughput, measured in bench/RESULTS.md: the SDK's aiohttp transport (its
-default httpx2 pool scans every connection on every request), and the SDK's documented low-level
-`client.post` with a raw response, which skips the typed-parameter transformation and the response
-model construction that together cost more CPU than the HTTP exchange itself. Authentication, base
-URL handling and error classes remain the SDK's own.
+A chat completion is one POST of a JSON body with a bearer key, sent here on our aiohttp session
+directly. The official SDK, even through its low-level `client.post` with a raw response, spent
+1.0 ms of CPU a call building httpx2 requests and options around an exchange that itself costs
+0.35 ms (bench/RESULTS.md, "CPU per call"): at the 500 requests a second a top tier allows, that is
+the client's whole core. The SDK still serves the Batch API (files and jobs: personagym.llm.batch),
+made on first use, so a run that never batches never imports it. What the SDK sends that a server
+reads is sent the same: the key, OPENAI_ORG_ID and OPENAI_PROJECT_ID as its headers, the base URL
+from OPENAI_BASE_URL (resolved with the settings).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from typing import Any, Mapping
 
-import httpx2
-import openai
+import yarl
 
 from personagym.errors import ConfigError
 from personagym.llm.providers import fields
-from personagym.llm.providers.base import rate_headers, schema_of, sdk_errors
-from personagym.llm.providers.transport import http_client
+from personagym.llm.providers.base import http_errors, raise_for_status, rate_headers, schema_of
+from personagym.llm.providers.transport import Session, http_client
 from personagym.llm.sampling import PROVIDER_DEFAULT, honours_sampling
 from personagym.llm.spec import ProviderSettings, public_url, register_settings
 from personagym.llm.structured import TOOL_NAME, Negotiator, Shape, body_fields, parse_choice, prompt_instructions
@@ -42,17 +46,24 @@ class OpenAIProvider:
                     f"no API key for openai:{model}: set OPENAI_API_KEY, or api_key in the [openai] table of "
                     "the config file (or give a base URL for a local server that needs none)"
                 )
-            key = "no-key"  # local OpenAI-compatible servers ignore it, but the SDK insists on one
-        # The gateway owns retries and timeouts: SDK retries would multiply our attempts.
-        self.client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=self.base_url,
-            max_retries=0,
-            timeout=None,
-            http_client=http_client(settings.max_reply_bytes),
-        )
+            key = "no-key"  # local OpenAI-compatible servers ignore it; some proxies want the header there
+        self.key = key
+        self.settings = settings
+        self.session = Session(settings.max_reply_bytes)
+        self.url, self.headers = _endpoint(self.base_url or OFFICIAL_URL, key)
         self.where = public_url(self.base_url) or OFFICIAL_URL
         self.negotiator = Negotiator(forced=parse_choice(settings.structured, "--structured-output"))
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The official SDK's client, for the Batch API; the same key, base URL and reply cap."""
+        import openai
+
+        # The gateway owns retries and timeouts: SDK retries would multiply our attempts.
+        return openai.AsyncOpenAI(
+            api_key=self.key, base_url=self.base_url, max_retries=0, timeout=None,
+            http_client=http_client(self.settings.max_reply_bytes),
+        )
 
     def identity(self) -> dict[str, Any]:
         identity = {"provider": "openai", "base_url": public_url(self.base_url) or OFFICIAL_URL, "model": self.model}
@@ -66,15 +77,31 @@ class OpenAIProvider:
         return await self.negotiator.run(lambda shape: self._post(request, shape))
 
     async def _post(self, request: Request, shape: Shape) -> Reply:
-        # Serialised here: the SDK sends bytes as they are, without deep-copying the body.
         body = json.dumps(request_body(self.model, self.base_url, request, shape)).encode()
-        with sdk_errors(openai, self.where):
-            response = await self.client.post("/chat/completions", content=body, cast_to=httpx2.Response)
-            data = json.loads(response.content)
-        return parse_completion(data, shape if request.schema is not None else None, rate_headers(response.headers))
+        with http_errors(self.where):
+            status, headers, content = await self.session.exchange("POST", self.url, self.headers, body)
+            raise_for_status(status, headers, content)
+            data = json.loads(content)
+        return parse_completion(data, shape if request.schema is not None else None, rate_headers(headers))
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.session.aclose()
+        if "client" in self.__dict__:
+            await self.client.close()
+
+
+def _endpoint(base_url: str, key: str) -> tuple[str, dict[str, str]]:
+    """The chat completions URL under a base URL, and the headers every call sends."""
+    url = yarl.URL(base_url.rstrip("/") + "/chat/completions")
+    # aiohttp refuses credentials in the URL next to an Authorization header; the bearer key is the
+    # one the API reads (the SDK dropped them the same way).
+    url = url.with_user(None) if url.user or url.password else url
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json",
+               "User-Agent": "personagym"}
+    for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+        if os.environ.get(variable):
+            headers[header] = os.environ[variable]
+    return str(url), headers
 
 
 # The two halves of a call, shared with the batch client (personagym.llm.batch.openai), so that a batch
