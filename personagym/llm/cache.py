@@ -14,9 +14,10 @@ import hashlib
 import json
 import sqlite3
 import time
-from typing import Any
+from typing import Any, ContextManager
 
 from personagym.llm.types import Reply, Request
+from personagym.store.db import transaction
 
 # Bump when the meaning of a cached entry changes, so old entries stop matching.
 KEY_VERSION = 1
@@ -66,6 +67,10 @@ class Cache:
             "SELECT text, finish, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", (key,)
         ).fetchone()
         return Reply(*row) if row else None
+
+    def writing(self) -> ContextManager[sqlite3.Connection]:
+        """A transaction on the cache's database, for writes that belong together."""
+        return transaction(self.conn)
 
     def put(self, key: str, model: str, reply: Reply) -> None:
         self.conn.execute(

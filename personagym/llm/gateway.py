@@ -250,8 +250,12 @@ class Gateway:
             self._bill(bill.record(model.name, request.role, exc.failure.cause.value))
             raise
         if key:
-            self.cache.put(key, model.name, reply)
-        self._bill(bill.record(model.name, request.role))
+            # The reply and its bill in one commit when they share a database (a run's store does).
+            with self.cache.writing():
+                self.cache.put(key, model.name, reply)
+                self._bill(bill.record(model.name, request.role))
+        else:
+            self._bill(bill.record(model.name, request.role))
         return Completion(
             reply.text,
             model.name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -143,12 +144,24 @@ async def execute(prepared: Prepared, db: str | Path) -> dict[str, Any]:
     """Run (or resume) a prepared evaluation; returns its results as exported."""
     from personagym.store.locks import check_before_run
 
-    config = prepared.config
     check_before_run(db, prepared.name)  # a read-only db, or a second process on the run, stops here: nothing paid
+    opened: list[sqlite3.Connection] = []
+    try:
+        return await _execute(prepared, db, opened)
+    finally:
+        # Closed here, not left to the garbage collector: closing is what folds the write-ahead log
+        # back into the file, so a copy of the .db alone holds the whole run.
+        for conn in opened:
+            conn.close()
+
+
+async def _execute(prepared: Prepared, db: str | Path, opened: list[sqlite3.Connection]) -> dict[str, Any]:
+    config = prepared.config
     run_id = None
     try:
         await preflight(prepared.gateway, prepared.models)  # before anything is written
         conn = connect(db)
+        opened.append(conn)
         store = RunStore(conn)
         gateway = prepared.gateway
         run_id = store.open_run(prepared.name, config.stored())  # and takes its lock: one writer per run

@@ -146,7 +146,9 @@ class RunStore:
         return self.questions(persona_id, task, recipe) or []
 
     def add_run_questions(self, run_id: int, question_ids: Iterable[int]) -> None:
-        self.conn.executemany("INSERT OR IGNORE INTO run_questions VALUES (?, ?)", [(run_id, q) for q in question_ids])
+        # One transaction: outside one, autocommit makes every row its own commit.
+        with transaction(self.conn):
+            self.conn.executemany("INSERT OR IGNORE INTO run_questions VALUES (?, ?)", [(run_id, q) for q in question_ids])
 
     # -- examples, answers, verdicts ----------------------------------------------------------
     def examples(self, question_id: int, recipe: str) -> dict[int, str] | None:

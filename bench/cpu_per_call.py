@@ -1,0 +1,75 @@
+"""Client CPU per call through the whole pipeline: what personagym itself costs, the models aside.
+
+    python bench/cpu_per_call.py [--runs 5] [--personas 20] [--profile out.prof]
+
+Each run is `personagym benchmark` on the first 20 benchmark-v1 personas (a child process, a new
+database, so nothing comes from the cache) against the fake server in a process of its own that answers
+at once and refuses nothing. The figure is the child's CPU time (user + system, from wait4) divided by
+the calls the server answered, start-up included, as the issue measured it (2.2 ms a call then), and
+what a further call costs: the slope between this run and one of a single persona (16 calls), which
+also gives the start-up alone (imports, database, preflight). With --profile the last run writes a cProfile of the CLI to that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from full_benchmark import Server, bench_args  # noqa: E402
+
+
+def run_cli(url: str, db: Path, personas: int, profile: str | None) -> tuple[float, float]:
+    """(CPU seconds of the child, wall seconds)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env |= {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-bench"}
+    head = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "personagym"] if profile else [sys.executable, "-m", "personagym"]
+    started = time.monotonic()
+    proc = subprocess.Popen([*head, *bench_args("openai:agent-1", personas, 64), "--db", str(db), "--quiet"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"personagym failed:\n{proc.stderr.read()}")
+    return usage.ru_utime + usage.ru_stime, wall
+
+
+def one(personas: int, profile: str | None = None) -> tuple[float, int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(0.0, 100_000)
+        cpu, wall = run_cli(server.url, Path(tmp) / "bench.db", personas, profile)
+        served = server.stop()
+    return cpu, served["requests"] - served["rejected"], wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--personas", type=int, default=20)
+    parser.add_argument("--profile", help="write a cProfile of the last run here")
+    args = parser.parse_args()
+    per_call, marginal, startup = [], [], []
+    for run in range(1, args.runs + 1):
+        cpu1, calls1, _ = one(1)
+        cpu, calls, wall = one(args.personas, args.profile if run == args.runs else None)
+        per_call.append(cpu / calls * 1000)
+        slope = (cpu - cpu1) / (calls - calls1)  # seconds of CPU each further call costs
+        marginal.append(slope * 1000)
+        startup.append(cpu1 - slope * calls1)
+        print(f"run {run}: {calls} calls, {cpu:.2f} s CPU in {wall:.1f} s wall = {per_call[-1]:.2f} ms a call, "
+              f"{marginal[-1]:.2f} ms a further call; start-up about {startup[-1]:.2f} s CPU; load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"\nms of CPU a call, start-up included: {min(per_call):.2f}-{max(per_call):.2f} "
+          f"(median {statistics.median(per_call):.2f}); a further call: {min(marginal):.2f}-{max(marginal):.2f} "
+          f"(median {statistics.median(marginal):.2f}); start-up {min(startup):.2f}-{max(startup):.2f} s of CPU")
+
+
+if __name__ == "__main__":
+    main()
