@@ -78,13 +78,21 @@ async def evaluate_all(
     """All personas, at most `in_flight` at once: enough to keep every model busy, few enough that
     memory stays flat and finished personas accumulate steadily (a stopped run keeps them)."""
     gate = asyncio.Semaphore(in_flight)
+    # Personas start in order, each a turn of the event loop after the one before. Started in one
+    # turn, every one of them built its requests (prompts, cache keys, lookups) before the loop sent
+    # the first: for the 200 personas of the benchmark, 10,000 answers and 2.6 s of an idle server.
+    started = [asyncio.Event() for _ in personas]
 
-    async def one(persona: Persona) -> None:
+    async def one(place: int, persona: Persona) -> None:
+        if place:
+            await started[place - 1].wait()
         async with gate:
+            await asyncio.sleep(0)  # the turn: the loop sends what the personas before have asked
+            started[place].set()
             await evaluate_persona(ctx, persona, fixed[persona.text] if fixed is not None else None)
             ctx.progress.persona_done()
 
-    await all_or_stop([one(p) for p in personas])
+    await all_or_stop([one(place, p) for place, p in enumerate(personas)])
 
 
 async def all_or_stop(calls: Sequence[Awaitable[Any]]) -> None:
