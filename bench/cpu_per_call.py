@@ -45,8 +45,10 @@ def run_cli(url: str, db: Path, personas: int, profile: str | None) -> tuple[flo
 def one(personas: int, profile: str | None = None) -> tuple[float, int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(0.0, 100_000)
-        cpu, wall = run_cli(server.url, Path(tmp) / "bench.db", personas, profile)
-        served = server.stop()
+        try:
+            cpu, wall = run_cli(server.url, Path(tmp) / "bench.db", personas, profile)
+        finally:
+            served = server.stop()
     return cpu, served["requests"] - served["rejected"], wall
 
 
