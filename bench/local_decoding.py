@@ -62,19 +62,7 @@ def requests() -> list[tuple[str, list[dict[str, str]], Any]]:
 
 def load(cls: type, threads: int) -> Llama:
     """As the provider loads it (no extra buffer types), with the class and threads given."""
-    original = raw.llama_model_default_params
-
-    def params() -> Any:
-        p = original()
-        p.use_extra_bufts = False
-        return p
-
-    raw.llama_model_default_params = params
-    try:
-        return cls(model_path=str(local.default_model_path()), n_ctx=local.CONTEXT_TOKENS, n_threads=threads,
-                   n_threads_batch=threads, verbose=False, seed=local.DEFAULT_SEED)
-    finally:
-        raw.llama_model_default_params = original
+    return local.load_without_extra_buffers(local.default_model_path(), cls, threads)
 
 
 def llguidance_llama() -> type | None:

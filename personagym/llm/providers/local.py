@@ -77,7 +77,7 @@ class LocalProvider:
         with _LOAD_LOCK:
             llm = _MODELS.get(str(self.path))
             if llm is None:
-                llm = _MODELS[str(self.path)] = _load_without_extra_buffers(self.path)
+                llm = _MODELS[str(self.path)] = load_without_extra_buffers(self.path)
             return llm
 
     def _run(self, request: Request) -> dict[str, Any]:
@@ -151,13 +151,15 @@ def threads() -> int:
     return max(1, min(cores, cores - busy))
 
 
-def _load_without_extra_buffers(path: Path) -> Any:
+def load_without_extra_buffers(path: Path, cls: type | None = None, n: int | None = None) -> Any:
     """Load a GGUF with llama.cpp's "extra buffer types" (weight repacking, AMX kernels) turned off.
 
     Virtual machines often advertise AMX in CPUID without granting the tile permission, and llama.cpp
     then dies with SIGSEGV in its AMX matmul on the first multi-token batch (seen on this project's
     CI machine). The Llama class does not expose the switch, so its default-params factory is wrapped
-    for the duration of the load. Repacking buys little on models this small.
+    for the duration of the load. Repacking buys little on models this small. `cls` (the provider's
+    grammar-first Llama unless given) and `n` threads (`threads()` unless given) let the decoding
+    bench load other decoders the same way.
     """
     import llama_cpp.llama_cpp as raw
 
@@ -170,8 +172,8 @@ def _load_without_extra_buffers(path: Path) -> Any:
 
     raw.llama_model_default_params = params_without_extra_buffers
     try:
-        n = threads()
-        return _grammar_first_llama()(
+        n = n or threads()
+        return (cls or _grammar_first_llama())(
             model_path=str(path), n_ctx=CONTEXT_TOKENS, n_threads=n, n_threads_batch=n, verbose=False, seed=DEFAULT_SEED
         )
     finally:
