@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import tempfile
 from pathlib import Path
 
-from full_benchmark import Server, bench_args, calls_by_role, personagym
+from full_benchmark import by_batch_size, calls_by_role
 
 
 def examples_bill(db: Path, run: str, personas: int) -> dict[str, float]:
@@ -42,18 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--personas", type=int, default=20)
     args = parser.parse_args()
-    report = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "examples.db"
-        server = Server(latency=0.0, limit=64)
-        try:
-            for size in (5, 1):
-                run_args = bench_args("openai:agent-1", args.personas, 64, "--example-batch", str(size))
-                run_args[run_args.index("--run") + 1] = f"batch-{size}"
-                personagym(server.url, db, *run_args)
-                report[f"example_batch_{size}"] = examples_bill(db, f"batch-{size}", args.personas)
-        finally:
-            server.stop()
+    bills = by_batch_size("--example-batch", args.personas, lambda db, run: examples_bill(db, run, args.personas))
+    report = {f"example_batch_{size}": bill for size, bill in bills.items()}
     five, one = report["example_batch_5"], report["example_batch_1"]
     report["batched_over_alone"] = {
         "prompt_tokens": round(five["prompt_tokens_per_question"] / one["prompt_tokens_per_question"], 2),

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = ROOT.parent / "shared" / "benchmarks" / "personagym-v1"
@@ -62,6 +63,24 @@ def bench_args(agent: str, personas: int, concurrency: int, *extra: str) -> list
     return ["benchmark", "--benchmark-dir", str(BENCHMARK), "--limit", str(personas), "--agent", agent,
             "--judges", JUDGES, "--example-model", "openai:examples", "--concurrency", str(concurrency),
             "--run", agent.split(":")[1], *extra]
+
+
+def by_batch_size(flag: str, personas: int, bill: Callable[[Path, str], dict]) -> dict[int, dict]:
+    """Run the first agent on `personas` benchmark personas with `flag` 5 and then 1 (runs batch-5 and
+    batch-1 in one database, against a fake server answering at once) and return bill(db, run) of each."""
+    bills = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "batching.db"
+        server = Server(latency=0.0, limit=64)
+        try:
+            for size in (5, 1):
+                run_args = bench_args("openai:agent-1", personas, 64, flag, str(size))
+                run_args[run_args.index("--run") + 1] = f"batch-{size}"
+                personagym(server.url, db, *run_args)
+                bills[size] = bill(db, f"batch-{size}")
+        finally:
+            server.stop()
+    return bills
 
 
 def calls_by_role(db: Path, run: str) -> dict[str, dict[str, int]]:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import tempfile
 from pathlib import Path
 
-from full_benchmark import Server, bench_args, personagym
+from full_benchmark import by_batch_size
 
 
 def judge_bill(db: Path, run: str) -> dict[str, float]:
@@ -38,18 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--personas", type=int, default=20)
     args = parser.parse_args()
-    report = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "judging.db"
-        server = Server(latency=0.0, limit=64)
-        try:
-            for size in (5, 1):
-                run_args = bench_args("openai:agent-1", args.personas, 64, "--judge-batch", str(size))
-                run_args[run_args.index("--run") + 1] = f"batch-{size}"
-                personagym(server.url, db, *run_args)
-                report[f"judge_batch_{size}"] = judge_bill(db, f"batch-{size}")
-        finally:
-            server.stop()
+    bills = by_batch_size("--judge-batch", args.personas, judge_bill)
+    report = {f"judge_batch_{size}": bill for size, bill in bills.items()}
     five, one = report["judge_batch_5"], report["judge_batch_1"]
     report["per_question_over_batched"] = {
         "prompt_tokens": round(one["prompt_tokens_per_verdict"] / five["prompt_tokens_per_verdict"], 2),
