@@ -99,11 +99,56 @@ def test_sampled_draws_under_grammar_first_decoding_keep_to_the_grammar():
         assert set(json.loads(reply["choices"][0]["message"]["content"], strict=False)) == {"name", "legs"}
 
 
-def test_threads_leave_busy_cores_alone(monkeypatch):
+def test_threads_leave_a_core_that_another_process_keeps_busy():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from personagym.llm.providers import local
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("needs two cores to leave one")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # past the interpreter's start-up, spinning
+        assert local.threads() <= cores - 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_threads_do_not_count_this_process_as_other_work():
+    """The load average did: a first command started right after another chose one thread of two."""
+    import threading
+
+    from personagym.llm.providers import local
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        assert local.other_work(0.5) < 0.5  # the spinning thread alone keeps a whole core busy
+    finally:
+        stop.set()
+        spinner.join()
+
+
+def test_threads_fall_back_to_the_load_average_without_proc_stat(monkeypatch):
     import os
 
     from personagym.llm.providers import local
 
+    def missing():
+        raise FileNotFoundError("/proc/stat")
+
+    monkeypatch.setattr(local, "_machine_busy", missing)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
     assert local.threads() == 2

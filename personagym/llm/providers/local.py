@@ -16,6 +16,7 @@ import asyncio
 import importlib.util
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def bounded(schema: Any) -> Any:
     return out
 
 
-def threads() -> int:
+def threads(window: float = 0.3) -> int:
     """Threads for llama.cpp: the cores this process may use, less those other work keeps busy.
 
     llama.cpp's threads wait for each other by spinning at every step of every token, so a thread that
@@ -147,8 +148,33 @@ def threads() -> int:
     the machine's load average near 5, two threads decoded at 2-7 tokens/s and one at 21-28 (bench/RESULTS.md).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(cores, cores - busy))
+    return max(1, min(cores, cores - round(other_work(window))))
+
+
+def other_work(window: float) -> float:
+    """Cores kept busy by other processes, measured over `window` seconds: the machine's busy time less ours.
+
+    Not the load average: that is a minute's memory, and right after a run it is mostly the run's own
+    load. The README's first command, started right after another, read 1.67, chose one thread and took
+    171 s; after an idle pause it chose two and took 113 s (bench/RESULTS.md). Where /proc/stat is
+    missing (macOS), the load average is the best there is.
+    """
+    try:
+        machine, ours = _machine_busy(), time.process_time()
+        time.sleep(window)
+        machine, ours = _machine_busy() - machine, time.process_time() - ours
+    except OSError:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(0.0, machine - ours) / window
+
+
+def _machine_busy() -> float:
+    """Seconds of CPU every core has spent busy since boot (user, nice, system, interrupts, and time the
+    hypervisor gave to other machines), from the first line of /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(field) for field in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def load_without_extra_buffers(path: Path, cls: type | None = None, n: int | None = None) -> Any:
