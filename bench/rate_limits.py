@@ -3,15 +3,17 @@
     python bench/rate_limits.py inflight [--runs 5]   # 200 ms, 429 beyond 32 in flight, --concurrency 32
     python bench/rate_limits.py rpm [--runs 5]        # a sliding window of requests, OpenAI-style headers
     python bench/rate_limits.py tpm [--runs 5]        # the same for tokens
+    python bench/rate_limits.py persecond [--runs 5]  # 6,000 a minute in the headers, enforced as 100 a second
     python bench/rate_limits.py rpm --api anthropic   # judges on /v1/messages: Anthropic-style headers
 
 Each run is 20 benchmark-v1 personas (`personagym benchmark`, a child process) against the fake
 server, which runs in this process on a thread of its own (the client has the other core). The
-per-minute limits are scaled to a `--window` of 10 s so a run lasts a minute or two; the client is
+per-minute limits are scaled to a `--window` of 10 s so a run lasts a minute or two (persecond keeps
+a real minute: its limit is the per-second span); the client is
 told nothing of any limit and must learn it from the replies. Figures:
 
 - inflight: achieved / ideal, ideal = calls served x latency / 32 (the server full from start to end);
-- rpm: requests served per second over the wall time, divided by the allowed rpm / window;
+- rpm, persecond: requests served per second over the wall time, divided by the allowed rpm / window;
 - tpm: tokens (the server's word counts, prompt and reply) per second, divided by tpm / window;
 - and in every mode the 429s received, as a share of the calls served.
 
@@ -42,6 +44,8 @@ MODES = {  # server knobs and the client's --concurrency
     "inflight": ({"max_in_flight": 32}, 32),
     "rpm": ({"rpm": 300}, 64),  # per window: 30 requests/s at a 10 s window
     "tpm": ({"tpm": 120_000}, 64),  # per window: 12,000 words/s at a 10 s window
+    # The server: 6,000 a minute, reported per minute, enforced as 100 a second.
+    "persecond": ({"rpm": 6000, "rate_window": 60.0, "rate_span": 1.0}, 64),
 }
 
 
@@ -77,7 +81,7 @@ def one_run(mode: str, args: argparse.Namespace) -> dict:
     knobs = {**knobs, **({"rpm": args.rpm} if args.rpm and mode == "rpm" else {}),
              **({"tpm": args.tpm} if args.tpm and mode == "tpm" else {})}
     if mode != "inflight":
-        knobs["rate_window"] = args.window
+        knobs.setdefault("rate_window", args.window)
     with tempfile.TemporaryDirectory() as tmp, FakeServer(latency=args.latency, responder=respond, **knobs) as server:
         db = Path(tmp) / "bench.db"
         started = time.monotonic()
@@ -96,8 +100,8 @@ def one_run(mode: str, args: argparse.Namespace) -> dict:
     for suffix, span in (("", seconds), ("_calling", calling)):
         if mode == "inflight":
             result["achieved_over_ideal" + suffix] = round(served * args.latency / knobs["max_in_flight"] / span, 3)
-        elif mode == "rpm":
-            result["achieved_over_allowed" + suffix] = round(served / span / (knobs["rpm"] / args.window), 3)
+        elif mode in ("rpm", "persecond"):
+            result["achieved_over_allowed" + suffix] = round(served / span / (knobs["rpm"] / knobs["rate_window"]), 3)
         else:
             result["tokens"] = tokens
             result["achieved_over_allowed" + suffix] = round(tokens / span / (knobs["tpm"] / args.window), 3)

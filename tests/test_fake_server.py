@@ -442,6 +442,19 @@ def test_the_window_slides():
         assert chat(client).choices[0].message.content
 
 
+def test_a_span_enforces_the_window_pro_rata_while_the_headers_report_the_window():
+    """OpenAI: "60,000 requests/minute may be enforced as 1,000 requests/second"; here 4 per 2 s as 2 per 1 s."""
+    with FakeServer(rpm=4, rate_window=2.0, rate_span=1.0) as server:
+        client = oai(server)
+        chat(client)
+        response = client.chat.completions.with_raw_response.create(model="m", messages=[])
+        assert response.headers["x-ratelimit-remaining-requests"] == "2"
+        with pytest.raises(openai.RateLimitError):  # the third in a second, with 2 of the window left
+            chat(client)
+        time.sleep(1.05)
+        assert chat(client).choices[0].message.content
+
+
 @pytest.mark.parametrize("seconds, spelled", [(360, "6m0s"), (1, "1s"), (1.5, "1.5s"), (0.02, "20ms"), (0, "0s")])
 def test_openai_durations(seconds, spelled):
     assert _duration(seconds) == spelled

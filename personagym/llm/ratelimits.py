@@ -10,11 +10,11 @@ Servers that copy these APIs copy the headers loosely, and a proxy may mangle th
 raises: a value that is missing, negative, not a number or absurd leaves that limit unknown.
 
 Pacing. Each limit a server reports becomes a `Lane`: a bucket that refills at 0.97 x limit / window,
-holds at most 3 % of the limit, and is lowered (never raised) to what each reply says remains.
-The window is the longest reset seen: a sliding window (the fake server's) reports its full length
-whenever it is busy, a token bucket (the providers' own account of their limits) its full length
-once drained, and until then we merely go faster than we will later. Why this shape, and the
-measurements behind it, are in docs/limits.md.
+holds at most 3 % of one second's allowance (limit / window), and is lowered (never raised) to what
+each reply says remains. The window is the longest reset seen: a sliding window (the fake server's)
+reports its full length whenever it is busy, a token bucket (the providers' own account of their
+limits) its full length once drained, and until then we merely go faster than we will later. Why this
+shape, and the measurements behind it, are in docs/limits.md.
 """
 
 from __future__ import annotations
@@ -152,7 +152,10 @@ class Lane:
 
     @property
     def capacity(self) -> float:
-        return max(1.0, MARGIN * self.limit)
+        """The most spent at once: 3 % of one second's allowance (at least one unit). Both providers may
+        enforce a per-minute limit per second ("60,000 requests/minute may be enforced as 1,000
+        requests/second"), so any second holds at most this plus a second's refill, under the limit."""
+        return max(1.0, MARGIN * self.limit / self.window)
 
     def refill(self, now: float) -> None:
         if now > self.stamp:

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import dataclasses
 import importlib
+import itertools
 import json
 import math
 import signal
@@ -55,7 +56,9 @@ class Stats:
 
 class RateWindow:
     """Per-minute limits as the providers apply and report them: a sliding window over the requests admitted
-    and their tokens, prompt words on admission and reply words once written (a burst can overshoot, as there)."""
+    and their tokens, prompt words on admission and reply words once written (a burst can overshoot, as there).
+    With `rate_span` the same limits are also enforced pro rata over that many seconds, as both providers say they
+    may be ("60,000 requests/minute may be enforced as 1,000 requests/second"); the headers still report the window."""
 
     def __init__(self, server: "FakeServer") -> None:
         self._server = server  # whose rpm, tpm and rate_window apply, as they are at each request
@@ -73,6 +76,13 @@ class RateWindow:
         window, rpm, tpm = self._prune(now), self._server.rpm, self._server.tpm
         if (rpm is not None and len(self._entries) + 1 > rpm) or (tpm is not None and self._tokens + prompt > tpm):
             return None, self._entries[0][0] + window - now if self._entries else window
+        span = self._server.rate_span
+        if span is not None and span < window:
+            recent = list(itertools.takewhile(lambda e: e[0] > now - span, reversed(self._entries)))
+            share = span / window
+            if (rpm is not None and len(recent) + 1 > rpm * share) or (
+                    tpm is not None and sum(e[1] for e in recent) + prompt > tpm * share):
+                return None, recent[-1][0] + span - now if recent else span
         self._entries.append([now, prompt])
         self._tokens += prompt
         return self._entries[-1], 0.0
@@ -107,7 +117,8 @@ class FakeServer:
                  responder: Callable[[str, dict], str | dict | None] | None = None,
                  retry_after_default: float | str = "1", host: str = "127.0.0.1", port: int = 0,
                  batch_delay: float = 0.05, structured: str = "json_schema", rpm: float | None = None,
-                 tpm: float | None = None, rate_window: float = 60.0, retired: tuple[str, ...] = ()):
+                 tpm: float | None = None, rate_window: float = 60.0, rate_span: float | None = None,
+                 retired: tuple[str, ...] = ()):
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"unknown structured mode {structured!r}; expected one of {STRUCTURED_MODES}")
         self.latency, self.max_in_flight, self.require_key = latency, max_in_flight, require_key
@@ -115,6 +126,7 @@ class FakeServer:
         self.batch_delay = batch_delay  # seconds a batch job runs before its items are answered
         self.structured = structured  # the structured-output shapes the OpenAI endpoint takes (see replies)
         self.rpm, self.tpm, self.rate_window = rpm, tpm, rate_window  # limits per `rate_window` seconds
+        self.rate_span = rate_span  # also enforced pro rata over this many seconds (RateWindow)
         self.retired = retired  # models answered with 404, as providers answer a retired model
         self.lock = threading.Lock()  # guards all state below, and the batch jobs'
         self.batches = FakeBatches(self)
@@ -321,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, kind, text in (("--host", str, "default 127.0.0.1"), ("--port", int, "default 0: a free port"),
                              ("--latency", float, "seconds before each reply"), ("--rpm", float, "requests a minute"),
                              ("--max-in-flight", int, "429 beyond this many"), ("--tpm", float, "tokens (words) a min"),
+                             ("--rate-span", float, "also enforce rpm/tpm pro rata per this many s"),
                              ("--require-key", str, "answer 401 unless this API key is sent")):
         parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--structured", choices=STRUCTURED_MODES, default="json_schema", help="see testing.replies")
