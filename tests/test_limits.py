@@ -258,6 +258,24 @@ def test_a_servers_budget_is_shared_and_a_429_holds_everyone_until_its_retry_aft
     assert pacer._wait({"requests": 1, "tokens": 10_000}, 53.0) == 0.0  # no token limit reported: free
 
 
+def test_a_429_with_budget_left_holds_only_the_refused_call():
+    """A per-minute limit enforced per second refuses a burst while the minute has room: the second is
+    back within a second, so the others go on at the pace (the refused call waits out its retry-after)."""
+    pacer = Pacer()
+    budget = {"x-ratelimit-limit-requests": "6000", "x-ratelimit-remaining-requests": "6000",
+              "x-ratelimit-reset-requests": "60s", "x-ratelimit-limit-tokens": "600000",
+              "x-ratelimit-remaining-tokens": "600000", "x-ratelimit-reset-tokens": "60s"}
+    pacer.observe(parse(budget, NOW), 0.0, refused=False)
+    left = {**budget, "x-ratelimit-remaining-requests": "5990", "x-ratelimit-remaining-tokens": "590000"}
+    pacer.observe(parse({**left, "retry-after": "1"}, NOW), 0.5, refused=True, cost={"requests": 1, "tokens": 900})
+    assert pacer.hold_until == 0.0
+    assert pacer._wait({"requests": 1, "tokens": 10}, 0.6) == 0.0
+    # Too few tokens left for the call: that budget is spent for it, and every call waits.
+    short = {**left, "x-ratelimit-remaining-tokens": "500", "retry-after": "1"}
+    pacer.observe(parse(short, NOW), 0.7, refused=True, cost={"requests": 1, "tokens": 900})
+    assert pacer.hold_until == pytest.approx(1.7)
+
+
 def test_headers_only_ever_lower_what_the_pacer_thinks_remains():
     pacer = Pacer()
     headers = {"x-ratelimit-limit-tokens": "10000", "x-ratelimit-remaining-tokens": "10000",
@@ -284,7 +302,7 @@ def test_what_was_spent_before_the_first_reply_is_paid_back_first():
     assert pacer.lanes["requests"].level == pytest.approx(30 - 16)  # our 16 opening calls count against the first burst
     pacer.observe(parse({"x-ratelimit-limit-tokens": "10000", "x-ratelimit-remaining-tokens": "0",
                          "x-ratelimit-reset-tokens": "10s"}, NOW), 0.0, refused=False)
-    assert pacer.lanes["tokens"].level == pytest.approx(-30)  # at most one burst in debt, whatever others spent
+    assert pacer.lanes["tokens"].level == pytest.approx(-1000)  # at most a second's allowance in debt
 
 
 async def test_queued_calls_go_in_order_and_a_cancelled_one_leaves_no_hole():

@@ -218,7 +218,9 @@ class Dispatcher:
         if cause is None and tokens is not None:
             endpoint.learn(*slot.estimate, *tokens)
         if slot.charged is not None:
-            if cause is not None:  # refused or failed: it spent nothing we know of (headers say otherwise)
+            if cause is Cause.RATE_LIMITED:
+                pass  # kept: refunded, the next call would go at once into the same full span, and the next
+            elif cause is not None:  # failed: it spent nothing we know of (headers say otherwise)
                 server.pacer.refund(slot.charged, now)
             else:
                 spent = _spent(tokens)
@@ -226,7 +228,7 @@ class Dispatcher:
         reported = ratelimits.parse(headers)
         paced = reported is not None and bool(reported.budgets)
         if paced:
-            server.pacer.observe(reported, now, refused=cause is Cause.RATE_LIMITED)
+            server.pacer.observe(reported, now, refused=cause is Cause.RATE_LIMITED, cost=slot.charged)
         server.judge(cause, slot, pooled=len(slot.gate.endpoints) > 1, paced=paced)
         self._release(slot)
 

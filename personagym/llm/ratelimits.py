@@ -142,9 +142,11 @@ class Lane:
         self.limit = budget.limit
         self.window = max(MIN_WINDOW, budget.reset or 0.0)
         # What was spent just before (our calls sent before any reply said anything, or someone else's)
-        # is still in a sliding window for a while: start that much (up to a burst) in debt.
-        self.level = min(self.capacity, budget.remaining) - min(self.capacity, budget.limit - budget.remaining)
+        # is still in a sliding window for a while, and may all fall in the second a per-second span
+        # counts: start that much (up to a second's allowance) in debt.
         self.stamp = now
+        spent = budget.limit - budget.remaining
+        self.level = min(self.capacity, budget.remaining) - min(self.limit / self.window, spent)
 
     @property
     def rate(self) -> float:  # units a second
@@ -188,7 +190,8 @@ class Pacer:
         self._queue: deque[asyncio.Future] = deque()
         self._wake: asyncio.Future | None = None  # the first waiter's timer, cut short by a refund
 
-    def observe(self, headers: RateHeaders, now: float, refused: bool) -> None:
+    def observe(self, headers: RateHeaders, now: float, refused: bool, cost: Mapping[str, float] | None = None) -> None:
+        """Learn from a reply's headers; `refused`: it was a 429, for a call charged `cost` (by kind)."""
         for kind, budget in headers.budgets.items():
             lane = self.lanes.get(kind)
             if lane is None:
@@ -196,12 +199,18 @@ class Pacer:
             else:
                 lane.observe(budget, now)
         if refused:
-            # Every call sent before the server's budget is back would be refused as well.
-            if headers.retry_after is not None:
-                self.hold_until = max(self.hold_until, now + min(headers.retry_after, HOLD_MOST))
             for kind, budget in headers.budgets.items():
                 if budget.remaining < 1:
                     self.lanes[kind].level = min(self.lanes[kind].level, 0.0)
+            # A budget too low for the call (or none reported): every call sent before it is back
+            # would be refused as well, so all wait. A refusal the budgets do not explain is a
+            # per-minute limit enforced over a shorter span, back within that span: only the refused
+            # call waits (the gateway's retry), as a whole second's hold for everyone cost a tenth of
+            # a 20 s run per stray refusal (bench/RESULTS.md).
+            cost = cost or {}
+            short = any(budget.remaining < max(1.0, cost.get(kind, 1.0)) for kind, budget in headers.budgets.items())
+            if headers.retry_after is not None and (short or not headers.budgets):
+                self.hold_until = max(self.hold_until, now + min(headers.retry_after, HOLD_MOST))
 
     def refund(self, cost: dict[str, float], now: float) -> None:
         """Give back what a call was charged and did not spend (negative: spent more than charged)."""
