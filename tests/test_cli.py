@@ -118,3 +118,16 @@ def test_ctrl_c_exits_130_without_a_traceback(server, tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert err.strip() == "interrupted"
+
+
+def test_a_run_on_an_openai_compatible_server_imports_no_sdk(server, tmp_path):
+    """Chat calls are posted on our own HTTP session: the SDKs (and httpx2 under them) cost start-up
+    and CPU per call, and only batch jobs and Anthropic need them."""
+    report = "import atexit, sys; atexit.register(lambda: print(sorted(m for m in ('openai', 'anthropic', 'httpx2') if m in sys.modules)))"
+    argv = [cli_argv()[0], "-c", f"{report}; from personagym.cli import main; main()", "run", "--models", "openai:m",
+            "--persona", "A retired ship captain from Norway", "--questions-per-task", "1", "--tasks", "expected_action",
+            "--quiet"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=cli_env({"OPENAI_BASE_URL": server.base_url}),
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -8,7 +8,6 @@ from typing import Any, Protocol
 
 from personagym.llm.providers.base import sdk_errors
 from personagym.llm.providers.fields import malformed
-from personagym.llm.providers.transport import http_client
 from personagym.llm.spec import ProviderSettings, public_url
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -60,6 +59,8 @@ class SdkBatchClient:
     key rules, base URL and transport are the same as online; SDK errors map to causes as online."""
 
     def __init__(self, provider: Any, sdk: Any, official_url: str, settings: ProviderSettings):
+        from personagym.llm.providers.sdk_http import http_client
+
         self._provider = provider
         # The online client's key, base URL and error classes, on a transport that reads whole files.
         self._client = provider.client.with_options(

@@ -18,7 +18,7 @@ import anthropic
 from personagym.errors import ConfigError
 from personagym.llm.providers import fields
 from personagym.llm.providers.base import rate_headers, sdk_errors
-from personagym.llm.providers.transport import http_client
+from personagym.llm.providers.sdk_http import http_client
 from personagym.llm.sampling import PROVIDER_DEFAULT
 from personagym.llm.spec import ProviderSettings, public_url, register_settings
 from personagym.llm.types import Reply, Request

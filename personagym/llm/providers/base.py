@@ -18,10 +18,9 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping, Protocol
 
 import aiohttp
-import httpx2
 
 from personagym import secrets
-from personagym.llm.providers.transport import Oversized, ReplyTooLarge
+from personagym.llm.providers.transport import Oversized
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 
@@ -159,6 +158,10 @@ def sdk_errors(sdk: ModuleType, where: str) -> Iterator[None]:
     The openai and anthropic SDKs are generated from one template and share these class names.
     `where` is the public base URL, named when the server cannot be reached.
     """
+    import httpx2  # the SDKs' own dependency: only a run that uses one pays for importing it
+
+    from personagym.llm.providers.sdk_http import ReplyTooLarge
+
     try:
         yield
     except sdk.APITimeoutError as exc:

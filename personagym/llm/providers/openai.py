@@ -23,7 +23,7 @@ import yarl
 from personagym.errors import ConfigError
 from personagym.llm.providers import fields
 from personagym.llm.providers.base import http_errors, raise_for_status, rate_headers, schema_of
-from personagym.llm.providers.transport import Session, http_client
+from personagym.llm.providers.transport import Session
 from personagym.llm.sampling import PROVIDER_DEFAULT, honours_sampling
 from personagym.llm.spec import ProviderSettings, public_url, register_settings
 from personagym.llm.structured import TOOL_NAME, Negotiator, Shape, body_fields, parse_choice, prompt_instructions
@@ -58,6 +58,8 @@ class OpenAIProvider:
     def client(self) -> Any:
         """The official SDK's client, for the Batch API; the same key, base URL and reply cap."""
         import openai
+
+        from personagym.llm.providers.sdk_http import http_client
 
         # The gateway owns retries and timeouts: SDK retries would multiply our attempts.
         return openai.AsyncOpenAI(
