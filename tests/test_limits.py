@@ -13,6 +13,7 @@ import heapq
 import itertools
 import math
 import random
+import time
 from collections import deque
 
 import pytest
@@ -464,6 +465,20 @@ async def test_a_server_limiting_tokens_per_window_is_paced_with_few_429s():
     assert stats.rejected <= 4, stats.rejected
     # A reply is far shorter than max_tokens: what is reserved for it is learned, not max_tokens.
     assert endpoint.completion_share < 0.2
+
+
+async def test_a_minute_enforced_per_second_is_paced_with_few_429s():
+    """The headers say 600 per 10 s; the server takes 60 in any second. Pacing to the window with a
+    burst of 3 % of it (18 calls at once, and again after every lull) drew a refusal, and a second's
+    hold for every call, again and again."""
+    with FakeServer(latency=0.01, rpm=600, rate_window=10.0, rate_span=1.0) as server:
+        async with gateway(server, concurrency=32) as gw:
+            started = time.monotonic()
+            await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(150)))
+            seconds = time.monotonic() - started
+        stats = server.stats
+    assert stats.rejected <= 3, stats.rejected
+    assert seconds < 150 / 60 / 0.8  # within a fifth of the allowed rate (on a busy test machine)
 
 
 async def test_without_headers_a_429_teaches_calls_in_flight_and_with_them_it_does_not():
