@@ -24,13 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from full_benchmark import Server, bench_args  # noqa: E402
+from full_benchmark import Server, bench_args, child_env  # noqa: E402
 
 
 def run_cli(url: str, db: Path, personas: int, profile: str | None) -> tuple[float, float]:
     """(CPU seconds of the child, wall seconds)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env |= {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-bench"}
+    env = child_env(url)
     head = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "personagym"] if profile else [sys.executable, "-m", "personagym"]
     started = time.monotonic()
     proc = subprocess.Popen([*head, *bench_args("openai:agent-1", personas, 64), "--db", str(db), "--quiet"],

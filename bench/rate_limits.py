@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from full_benchmark import BENCHMARK, bench_args, calls_by_role  # noqa: E402
+from full_benchmark import BENCHMARK, bench_args, calls_by_role, child_env  # noqa: E402
 from responder import respond  # noqa: E402
 
 from personagym.testing import FakeServer  # noqa: E402
@@ -51,9 +50,7 @@ MODES = {  # server knobs and the client's --concurrency
 
 def client(url: str, db: Path, personas: int, concurrency: int, api: str, extra: list[str]) -> tuple[float, float]:
     """Run the CLI; its wall time and its CPU seconds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env |= {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-bench", "ANTHROPIC_BASE_URL": url.removesuffix("/v1"),
-            "ANTHROPIC_API_KEY": "sk-ant-bench", "PYTHONPATH": str(ROOT)}
+    env = child_env(url)
     args = bench_args("openai:agent-1", personas, concurrency, *extra)
     if api == "anthropic":  # the judges' calls (a third of the tokens) go to /v1/messages
         args[args.index("--judges") + 1] = "anthropic:judge-a,anthropic:judge-b"
