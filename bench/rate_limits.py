@@ -5,6 +5,7 @@
     python bench/rate_limits.py tpm [--runs 5]        # the same for tokens
     python bench/rate_limits.py persecond [--runs 5]  # 6,000 a minute in the headers, enforced as 100 a second
     python bench/rate_limits.py rpm --api anthropic   # judges on /v1/messages: Anthropic-style headers
+    python bench/rate_limits.py inflight -- --example-batch 1   # more personagym flags after --
 
 Each run is 20 benchmark-v1 personas (`personagym benchmark`, a child process) against the fake
 server, which runs in this process on a thread of its own (the client has the other core). The
@@ -119,8 +120,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help="the client's --concurrency (default 32 inflight, 64 else)")
     parser.add_argument("--api", choices=["openai", "anthropic"], default="openai", help="where the judges' calls go")
     parser.add_argument("--timeline", action="store_true", help="also print the server's arrivals per second")
-    parser.add_argument("extra", nargs="*", help="more flags for personagym, after --")
-    args = parser.parse_args()
+    # More flags for personagym go after `--` (`inflight -- --example-batch 1`); argparse cannot take
+    # them as a second positional after the mode, so they are split off first.
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
     if not BENCHMARK.is_dir():
         raise SystemExit(f"no benchmark data at {BENCHMARK}")
     runs = []
