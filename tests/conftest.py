@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,13 @@ def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
 def cli_argv(*args: str) -> list[str]:
     # sys.executable, not a `personagym` on PATH: the tests must run this checkout's code in this venv.
     return [sys.executable, "-m", "personagym", *args]
+
+
+def sigint_at_default() -> None:
+    """`preexec_fn` for a CLI a test interrupts: Ctrl-C at a terminal reaches a process whose SIGINT is
+    at its default. A test run started in the background without job control (`bash .ci/run &`) hands
+    its children SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(

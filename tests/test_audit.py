@@ -29,7 +29,7 @@ from personagym.audit.sample import batches_of, stratified
 from personagym.audit.verdicts import FLAG, PASS, verdict
 from personagym.method.audit_prompts import ASIDES, INJECTIONS, choice_schema
 from personagym.testing import FakeServer
-from tests.conftest import ROOT, assert_one_line_error, cli_argv, cli_env, run_cli
+from tests.conftest import ROOT, assert_one_line_error, cli_argv, cli_env, run_cli, sigint_at_default
 from tests.pipeline_fakes import PREFLIGHT, _schema, prompt_text
 from tests.pipeline_fakes import responder as pipeline_responder
 
@@ -288,7 +288,8 @@ def test_a_stopped_audit_resumes_without_paying_twice(server, run_db, audited, t
     server.reset_stats()
     server.latency = 0.02
     proc = subprocess.Popen(cli_argv(*args), env=cli_env({"OPENAI_BASE_URL": server.base_url}), cwd=db.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_at_default)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while len(audit_requests(server)) < full // 3 and time.monotonic() < deadline:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import assert_one_line_error, cli_argv, cli_env, run_cli
+from tests.conftest import assert_one_line_error, cli_argv, cli_env, run_cli, sigint_at_default
 
 
 def test_models_check_against_the_fake_server(server, tmp_path):
@@ -110,6 +110,7 @@ def test_ctrl_c_exits_130_without_a_traceback(server, tmp_path):
         text=True,
         env=cli_env(),
         cwd=tmp_path,
+        preexec_fn=sigint_at_default,
     )
     deadline = time.monotonic() + 30
     while server.stats.requests == 0 and time.monotonic() < deadline:  # wait until the call is in flight

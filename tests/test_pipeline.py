@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import cli_argv, cli_env, run_cli
+from tests.conftest import cli_argv, cli_env, run_cli, sigint_at_default
 from tests.pipeline_fakes import expected_persona_score, expected_task_scores, kinds, preflights, responder
 
 PERSONAS = ["A 72-year-old doctor from Tokyo who loves hiking", "A 19-year-old farmer from New York who is a fitness freak"]
@@ -229,7 +229,7 @@ def test_ctrl_c_leaves_an_interrupted_run_that_resumes(scripted, tmp_path):
     proc = subprocess.Popen(
         cli_argv(*run_args("--run", "c")),
         env=cli_env({"OPENAI_BASE_URL": scripted.base_url}), cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_at_default,
     )
     deadline = time.monotonic() + 60
     while scripted.stats.requests < 5 + 5 and time.monotonic() < deadline:  # past the 5 preflight pings
