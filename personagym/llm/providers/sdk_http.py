@@ -26,7 +26,6 @@ class ReplyTooLarge(httpx2.RequestError):
         self.limit = limit
 
 
-
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """A Session under an SDK: httpx2's request in, httpx2's response and error types out."""
 
