@@ -141,6 +141,7 @@ def test_threads_do_not_count_this_process_as_other_work():
 
 
 def test_threads_fall_back_to_the_load_average_without_proc_stat(monkeypatch):
+    import io
     import os
 
     from personagym.llm.providers import local
@@ -154,6 +155,12 @@ def test_threads_fall_back_to_the_load_average_without_proc_stat(monkeypatch):
     assert local.threads() == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (4.6, 0.0, 0.0))
     assert local.threads() == 1
+    # A /proc/stat of another shape (fewer fields, as some sandboxes give) is no reason to crash a load.
+    monkeypatch.undo()
+    monkeypatch.setattr(local, "open", lambda *a, **k: io.StringIO("cpu  10 20 30\n"), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.6, 0.0, 0.0))
+    assert local.threads(window=0.01) == 1
 
 
 def test_small_integer_ranges_reach_the_grammar_as_enums():

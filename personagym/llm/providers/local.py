@@ -163,7 +163,7 @@ def other_work(window: float) -> float:
         machine, ours = _machine_busy(), time.process_time()
         time.sleep(window)
         machine, ours = _machine_busy() - machine, time.process_time() - ours
-    except OSError:
+    except (OSError, ValueError):  # no /proc/stat, or one shaped otherwise (a sandbox's, an old kernel's)
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(0.0, machine - ours) / window
 
