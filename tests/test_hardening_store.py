@@ -174,7 +174,7 @@ def test_examples_and_environments_are_never_replaced_once_written(tmp_path):
     (qid, _), = a.save_questions(pid, "expected_action", "q-recipe", ["what now?"])
     assert a.save_examples(qid, "e-recipe", {1: "first"}) == {1: "first"}
     assert b.save_examples(qid, "e-recipe", {1: "second"}) == {1: "first"}  # the other run reuses it
-    assert a.examples(qid, "e-recipe") == {1: "first"}
+    assert a.examples([qid], "e-recipe") == {qid: {1: "first"}}
     assert a.save_environments(pid, "env-recipe", ["Wedding"]) == ["Wedding"]
     assert b.save_environments(pid, "env-recipe", ["Hospital"]) == ["Wedding"]
     assert b.environments(pid, "env-recipe") == ["Wedding"]

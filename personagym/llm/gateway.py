@@ -10,6 +10,7 @@ failure is never turned into text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -226,7 +227,14 @@ class Gateway:
                 self.batch.add_model(bound.name, make_batch_client(parsed, dataclasses.replace(settings, base_url=urls[0])))
         return bound
 
-    async def complete(self, spec: str | ModelSpec | BoundModel, request: Request) -> Completion:
+    async def complete(
+        self, spec: str | ModelSpec | BoundModel, request: Request, keep: Callable[[Completion], None] | None = None
+    ) -> Completion:
+        """The accepted completion, or CallFailed. `keep`, when given, is called with it inside the
+        transaction that records the call (its bill and cache entry): what a stage makes of a reply
+        lands with the reply or not at all, in one commit instead of two or more (commits were the
+        largest share of a call's CPU). A CallFailed that `keep` raises (a reply the stage cannot
+        use) still records the call; any other error undoes the whole transaction."""
         model = self.model(spec)
         started = time.monotonic()
         key = cache_key(model.identity, request) if self.cache else None
@@ -238,25 +246,18 @@ class Gateway:
                 except ValueError:  # pydantic's ValidationError is one
                     pass  # the schema changed shape under the same name: ask again
                 else:
-                    self._bill(CallRecord(model.name, request.role, ok=True, cached=True))
-                    return Completion(
+                    completion = Completion(
                         hit.text, model.name, parsed, hit.prompt_tokens, hit.completion_tokens, cached=True,
                         truncated=hit.finish == "length",
                     )
+                    return self._record(CallRecord(model.name, request.role, ok=True, cached=True), completion, keep)
         bill = _Bill()
         try:
             reply, parsed = await self._attempts(model, request, started, bill)
         except CallFailed as exc:
             self._bill(bill.record(model.name, request.role, exc.failure.cause.value))
             raise
-        if key:
-            # The reply and its bill in one commit when they share a database (a run's store does).
-            with self.cache.writing():
-                self.cache.put(key, model.name, reply)
-                self._bill(bill.record(model.name, request.role))
-        else:
-            self._bill(bill.record(model.name, request.role))
-        return Completion(
+        completion = Completion(
             reply.text,
             model.name,
             parsed,
@@ -266,6 +267,31 @@ class Gateway:
             seconds=time.monotonic() - started,
             truncated=reply.finish == "length",
         )
+        return self._record(bill.record(model.name, request.role), completion, keep, (key, model.name, reply) if key else None)
+
+    def _record(
+        self,
+        record: CallRecord,
+        completion: Completion,
+        keep: Callable[[Completion], None] | None,
+        entry: tuple[str, str, Reply] | None = None,
+    ) -> Completion:
+        """Write a call's bill, its new cache `entry` and what `keep` makes of it, in one transaction
+        when there is more than one write and a database to hold them (a run's store is the cache's)."""
+        failed: CallFailed | None = None
+        together = self.cache is not None and (entry is not None or keep is not None)
+        with self.cache.writing() if together else contextlib.nullcontext():
+            if entry is not None:
+                self.cache.put(*entry)
+            self._bill(record)
+            if keep is not None:
+                try:
+                    keep(completion)
+                except CallFailed as exc:
+                    failed = exc  # the call happened and is billed; the stage records its failure
+        if failed is not None:
+            raise failed
+        return completion
 
     def use_shapes(self, known: dict[str, str]) -> None:
         """Structured-output shapes earlier runs learned, per server: start there."""
@@ -290,7 +316,7 @@ class Gateway:
     async def _attempts(self, model: BoundModel, request: Request, started: float, bill: "_Bill") -> tuple[Reply, Any]:
         policy = self.retry
         estimate = sum(len(m.content) for m in request.messages) // 4 + request.sampling.max_tokens
-        error = ProviderError(Cause.TIMEOUT, "no attempt was made")
+        error: ProviderError | None = None  # made only on failure: building one redacts its detail
         asked = request
         previous: tuple[int, str] | None = None
         for attempt in range(1, policy.max_attempts + 1):
@@ -325,6 +351,7 @@ class Gateway:
             log.debug("%s attempt %d failed (%s); retrying in %.2f s", model.name, attempt, error, delay)
             if delay:
                 await asyncio.sleep(delay)
+        error = error or ProviderError(Cause.TIMEOUT, "no attempt was made")
         raise CallFailed(CallFailure(model.name, error.cause, error.detail, bill.attempts, request.role))
 
     async def _online(self, model: BoundModel, request: Request, estimated_tokens: int) -> Reply:

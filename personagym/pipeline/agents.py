@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from personagym.llm import CallFailed, CallFailure, Cause, Gateway, Request
+from personagym.llm import CallFailed, CallFailure, Cause, Completion, Gateway, Request
 from personagym.llm.gateway import BoundModel
 from personagym.method import prompts
 from personagym.pipeline.config import AnswerFn
@@ -41,11 +41,15 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
     return _THINK.sub("", text).strip(), "\n\n".join(t for t in thoughts if t) or None
 
 
+Keep = Callable[[Answer], None]
+
+
 class Agent(Protocol):
     name: str
 
-    async def answer(self, persona: str, question: str) -> Answer:
-        """The agent's reply; raises CallFailed when there is none."""
+    async def answer(self, persona: str, question: str, keep: Keep | None = None) -> Answer:
+        """The agent's reply; raises CallFailed when there is none. `keep` stores it: for a model,
+        in the transaction that records the call (Gateway.complete)."""
 
     async def converse(self, persona: str, history: Sequence[tuple[str, str]]) -> Answer:
         """The agent's reply to the last message of a conversation, given all of it; raises CallFailed."""
@@ -65,7 +69,7 @@ class ModelAgent:
     def name(self) -> str:
         return self.role.model
 
-    async def answer(self, persona: str, question: str) -> str:
+    async def answer(self, persona: str, question: str, keep: Keep | None = None) -> Answer:
         sampling, kind = self.role.sampling, self.role.kind
         if self.persona_field:
             messages = [("user", question)]
@@ -73,8 +77,15 @@ class ModelAgent:
         else:
             messages, extra = prompts.agent_messages(persona, question, self.template), None
         request = Request.of(*messages, sampling=sampling, role=kind, extra_body=extra, accept_truncated=True)
-        completion = await self.gateway.complete(self.model, request)
-        return _answer(self.name, completion.text, completion.truncated)
+        answered: list[Answer] = []
+
+        def read(completion: Completion) -> None:  # inside the call's transaction
+            answered.append(_answer(self.name, completion.text, completion.truncated))
+            if keep is not None:
+                keep(answered[0])
+
+        await self.gateway.complete(self.model, request, read)
+        return answered[0]
 
     async def converse(self, persona: str, history: Sequence[tuple[str, str]]) -> Answer:
         """The whole conversation as chat messages: after the persona's system prompt, or alone with the
@@ -114,8 +125,11 @@ class CallableAgent:
     fn: AnswerFn
     name: str
 
-    async def answer(self, persona: str, question: str) -> Answer:
-        return await self._call(persona, question)
+    async def answer(self, persona: str, question: str, keep: Keep | None = None) -> Answer:
+        answer = await self._call(persona, question)
+        if keep is not None:
+            keep(answer)
+        return answer
 
     async def converse(self, persona: str, history: Sequence[tuple[str, str]]) -> Answer:
         passed = [{"role": role, "content": text} for role, text in history]

@@ -7,18 +7,25 @@ agent wrote before answering is stored apart and never reaches the judges."""
 from __future__ import annotations
 
 from personagym.method import Stage
+from personagym.pipeline.agents import Answer
 from personagym.pipeline.context import Context, Question
 
 
-async def answer(ctx: Context, question: Question) -> str | None:
-    text = ctx.store.answer(ctx.run_id, question.id)
+async def answer(ctx: Context, question: Question, stored: str | None = None) -> str | None:
+    """The agent's answer: `stored` (from an earlier attempt at this run), or asked for and saved
+    with the call that gave it."""
+    text = stored
     if text is None:
+
+        def keep(given: Answer) -> None:
+            ctx.store.save_answer(ctx.run_id, question.id, given.text, given.truncated, given.reasoning)
+
         given = await ctx.attempt(
-            Stage.ANSWERS, ctx.agent.answer(question.persona.text, question.text), question.persona, question.task, [question]
+            Stage.ANSWERS, ctx.agent.answer(question.persona.text, question.text, keep), question.persona,
+            question.task, [question],
         )
         if given is None:
             return None
         text = given.text
-        ctx.store.save_answer(ctx.run_id, question.id, text, given.truncated, given.reasoning)
     ctx.progress.done(Stage.ANSWERS)
     return text

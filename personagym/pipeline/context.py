@@ -4,7 +4,7 @@ stage calls a model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 
 from personagym.llm import CallFailed, Completion, Gateway, Request
 from personagym.llm.gateway import BoundModel
@@ -58,12 +58,14 @@ class Context:
         task: Task | None = None,
         questions: Sequence[Question] = (),
         sample: int = 0,
+        keep: Callable[[Completion], None] | None = None,
     ) -> Completion | None:
         """One call of `role`'s model for `stage` (draw `sample` of it): its reply, or None once the
-        failure is recorded."""
+        failure is recorded. `keep` stores what the stage makes of the reply, in the transaction
+        that records the call (Gateway.complete)."""
         request = Request.of(*messages, schema=schema, sampling=role.sampling, role=role.kind, sample=sample)
         return await self.attempt(
-            stage, self.gateway.complete(self.models[role], request), persona, task, questions, role
+            stage, self.gateway.complete(self.models[role], request, keep), persona, task, questions, role
         )
 
     async def attempt(

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
-from personagym.llm import CallFailed, Cause, Request
+from personagym.llm import CallFailed, Cause, Completion, Request
 from personagym.method import ScoreExamples, Stage, Task, prompts
 from personagym.method.schemas import score_example_batch
 from personagym.pipeline.context import Context, Question
@@ -34,16 +34,10 @@ def write_examples(ctx: Context, task: Task, questions: Sequence[Question]) -> d
     question order, so the first judge batch waits only for the first example batch."""
     recipe = ctx.config.examples_recipe(task)
     futures: dict[int, asyncio.Future] = {}
-    stored: dict[int, Examples | None] = {}
-    missing = []
-    for q in questions:
-        examples = ctx.store.examples(q.id, recipe)
-        if examples is None:
-            missing.append(q)
-        else:
-            stored[q.id] = examples
-            ctx.progress.done(Stage.EXAMPLES)
+    stored: dict[int, Examples | None] = dict(ctx.store.examples([q.id for q in questions], recipe))
+    missing = [q for q in questions if q.id not in stored]
     if stored:
+        ctx.progress.done(Stage.EXAMPLES, len(stored))
         done = asyncio.get_running_loop().create_future()
         done.set_result(stored)
         futures.update(dict.fromkeys(stored, done))
@@ -67,14 +61,19 @@ async def _batch(ctx: Context, task: Task, questions: list[Question], recipe: st
         sampling=sampling,
         role=role.kind,
     )
-    completion = await ctx.attempt(Stage.EXAMPLES, _unless_unreadable(ctx, role, request), persona, task, questions)
-    sets = {} if completion is None or completion is _UNREADABLE else completion.parsed.valid_sets(len(questions))
+    saved: dict[int, Examples] = {}
+
+    def keep(completion: Completion) -> None:  # the valid sets, stored with the call that wrote them
+        for index, found in completion.parsed.valid_sets(len(questions)).items():
+            q = questions[index - 1]
+            saved[q.id] = ctx.store.save_examples(q.id, recipe, found.by_level())
+
+    completion = await ctx.attempt(Stage.EXAMPLES, _unless_unreadable(ctx, role, request, keep), persona, task, questions)
     results: dict[int, Examples | None] = {}
     again = []
-    for index, q in enumerate(questions, start=1):
-        if index in sets:
-            results[q.id] = sets[index].by_level()
-            ctx.store.save_examples(q.id, recipe, results[q.id])
+    for q in questions:
+        if q.id in saved:
+            results[q.id] = saved[q.id]
             ctx.progress.done(Stage.EXAMPLES)
         elif completion is None:
             results[q.id] = None  # the batch failed for a reason asking alone would not cure: recorded
@@ -85,11 +84,11 @@ async def _batch(ctx: Context, task: Task, questions: list[Question], recipe: st
     return results
 
 
-async def _unless_unreadable(ctx: Context, role, request: Request):
+async def _unless_unreadable(ctx: Context, role, request: Request, keep: Callable[[Completion], None]):
     """The batch's completion; _UNREADABLE when its replies stayed unreadable (each question is then
     asked alone); CallFailed otherwise, recorded for every question by Context.attempt."""
     try:
-        return await ctx.gateway.complete(ctx.models[role], request)
+        return await ctx.gateway.complete(ctx.models[role], request, keep)
     except CallFailed as exc:
         if exc.failure.cause in _ASK_ALONE:
             return _UNREADABLE
@@ -97,6 +96,7 @@ async def _unless_unreadable(ctx: Context, role, request: Request):
 
 
 async def _alone(ctx: Context, question: Question, recipe: str) -> Examples | None:
+    saved: list[Examples] = []
     completion = await ctx.ask(
         Stage.EXAMPLES,
         ctx.config.example_model,
@@ -105,10 +105,9 @@ async def _alone(ctx: Context, question: Question, recipe: str) -> Examples | No
         persona=question.persona,
         task=question.task,
         questions=[question],
+        keep=lambda completion: saved.append(ctx.store.save_examples(question.id, recipe, completion.parsed.by_level())),
     )
     if completion is None:
         return None
-    examples = completion.parsed.by_level()
-    ctx.store.save_examples(question.id, recipe, examples)
     ctx.progress.done(Stage.EXAMPLES)
-    return examples
+    return saved[0]

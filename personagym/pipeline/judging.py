@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import create_model
 
+from personagym.llm import Completion
 from personagym.method import Stage, Task, Verdict, Verdicts, prompts
 from personagym.pipeline.context import Context, Question
 from personagym.pipeline.roles import Role
@@ -42,6 +43,16 @@ async def judge_batch(
 ) -> None:
     items = batch_order(items, judge, sample, ctx.config.judge_order == "shuffled")
     persona = items[0][0].persona
+
+    def keep(completion: Completion) -> None:  # the verdicts, stored with the call that gave them
+        by_index = {v.index: v for v in completion.parsed.verdicts}
+        ctx.store.save_verdicts(
+            ctx.run_id,
+            judge.model,
+            [(q.id, by_index[i].score, by_index[i].reasoning, i) for i, (q, _, _) in enumerate(items, start=1)],
+            sample,
+        )
+
     completion = await ctx.ask(
         Stage.VERDICTS,
         judge,
@@ -51,14 +62,7 @@ async def judge_batch(
         task=task,
         questions=[q for q, _, _ in items],
         sample=sample,
+        keep=keep,
     )
-    if completion is None:
-        return
-    by_index = {v.index: v for v in completion.parsed.verdicts}
-    ctx.store.save_verdicts(
-        ctx.run_id,
-        judge.model,
-        [(q.id, by_index[i].score, by_index[i].reasoning, i) for i, (q, _, _) in enumerate(items, start=1)],
-        sample,
-    )
-    ctx.progress.done(Stage.VERDICTS, len(items))
+    if completion is not None:
+        ctx.progress.done(Stage.VERDICTS, len(items))

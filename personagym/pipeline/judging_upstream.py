@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from personagym.benchmark import default_method_dir
-from personagym.llm import Request
+from personagym.llm import Completion, Request
 from personagym.method import Stage, Task
 from personagym.method.upstream import UpstreamMethod, VerdictParser, load_method
 from personagym.pipeline.config import RunConfig
@@ -45,15 +45,17 @@ async def judge_upstream(
         *messages, sampling=judge.sampling, role=judge.kind, sample=sample, parser=VerdictParser(len(items))
     )
     questions = [q for q, _, _ in items]
+
+    def keep(completion: Completion) -> None:  # the verdicts, stored with the call that gave them
+        ctx.store.save_verdicts(
+            ctx.run_id,
+            judge.model,
+            [(q.id, v.score, v.evaluation, v.index) for q, v in zip(questions, completion.parsed)],
+            sample,
+        )
+
     completion = await ctx.attempt(
-        Stage.VERDICTS, ctx.gateway.complete(ctx.models[judge], request), persona, task, questions, judge
+        Stage.VERDICTS, ctx.gateway.complete(ctx.models[judge], request, keep), persona, task, questions, judge
     )
-    if completion is None:
-        return
-    ctx.store.save_verdicts(
-        ctx.run_id,
-        judge.model,
-        [(q.id, v.score, v.evaluation, v.index) for q, v in zip(questions, completion.parsed)],
-        sample,
-    )
-    ctx.progress.done(Stage.VERDICTS, len(items))
+    if completion is not None:
+        ctx.progress.done(Stage.VERDICTS, len(items))

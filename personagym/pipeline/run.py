@@ -42,7 +42,8 @@ async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, S
 
 
 async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> None:
-    answers = {q.id: asyncio.ensure_future(answer(ctx, q)) for q in questions}
+    stored = ctx.store.answers(ctx.run_id, [q.id for q in questions])  # a resumed run's, read at once
+    answers = {q.id: asyncio.ensure_future(answer(ctx, q, stored.get(q.id))) for q in questions}
     examples = write_examples(ctx, task, questions)  # several questions share one batch's future
 
     # --rubrics upstream: upstream's rubric files and grading prompt, its closing sentence for the score.

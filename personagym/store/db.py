@@ -33,7 +33,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     at its first write that another process changed it (SQLite would answer "database is locked"
     without waiting). Any exception, Ctrl-C and task cancellation included, rolls back, and the
     connection is left outside a transaction, usable again.
+
+    Inside a transaction already open on the connection (a stage's writes, made while the gateway
+    records the call that produced them), the block joins it: the outer one commits or rolls back.
+    Transactions here never span an await, so an open one is always the caller's own.
     """
+    if conn.in_transaction:
+        yield conn
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

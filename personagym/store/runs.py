@@ -151,23 +151,27 @@ class RunStore:
             self.conn.executemany("INSERT OR IGNORE INTO run_questions VALUES (?, ?)", [(run_id, q) for q in question_ids])
 
     # -- examples, answers, verdicts ----------------------------------------------------------
-    def examples(self, question_id: int, recipe: str) -> dict[int, str] | None:
-        row = self.conn.execute(
-            "SELECT examples FROM examples WHERE question_id = ? AND recipe = ?", (question_id, recipe)
-        ).fetchone()
-        return {int(k): v for k, v in json.loads(row[0]).items()} if row else None
+    def examples(self, question_ids: Sequence[int], recipe: str) -> dict[int, dict[int, str]]:
+        """The stored score examples of these questions, by question id (those that have them)."""
+        rows = self.conn.execute(
+            f"SELECT question_id, examples FROM examples WHERE recipe = ? AND question_id IN ({_marks(question_ids)})",
+            (recipe, *question_ids),
+        )
+        return {qid: {int(k): v for k, v in json.loads(text).items()} for qid, text in rows}
 
     def save_examples(self, question_id: int, recipe: str, examples: dict[int, str]) -> dict[int, str]:
-        self.conn.execute(
+        added = self.conn.execute(
             "INSERT OR IGNORE INTO examples VALUES (?, ?, ?)", (question_id, recipe, json.dumps(examples))
-        )
-        return self.examples(question_id, recipe) or examples
+        ).rowcount
+        return examples if added else self.examples([question_id], recipe).get(question_id, examples)
 
-    def answer(self, run_id: int, question_id: int) -> str | None:
-        row = self.conn.execute(
-            "SELECT text FROM answers WHERE run_id = ? AND question_id = ?", (run_id, question_id)
-        ).fetchone()
-        return row[0] if row else None
+    def answers(self, run_id: int, question_ids: Sequence[int]) -> dict[int, str]:
+        """This run's stored answers to these questions, by question id (those that have one)."""
+        rows = self.conn.execute(
+            f"SELECT question_id, text FROM answers WHERE run_id = ? AND question_id IN ({_marks(question_ids)})",
+            (run_id, *question_ids),
+        )
+        return dict(rows.fetchall())
 
     def save_answer(
         self, run_id: int, question_id: int, text: str, truncated: bool = False, reasoning: str | None = None
@@ -179,10 +183,9 @@ class RunStore:
 
     def judged(self, run_id: int, judge: str, question_ids: list[int], sample: int = 0) -> set[int]:
         """Which of these questions the judge has already graded in this run (in this draw)."""
-        marks = ",".join("?" * len(question_ids))
         rows = self.conn.execute(
             f"SELECT question_id FROM verdicts WHERE run_id = ? AND judge = ? AND sample = ? "
-            f"AND question_id IN ({marks})",
+            f"AND question_id IN ({_marks(question_ids)})",
             (run_id, judge, sample, *question_ids),
         )
         return {r[0] for r in rows}
@@ -239,6 +242,12 @@ class RunStore:
                 call.answered_by,
             ),
         )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    """The placeholders of an IN list. A task holds at most a few dozen questions, far below
+    SQLite's limit on parameters (32,766)."""
+    return ",".join("?" * len(values))
 
 
 def _show(value: Any) -> str:
