@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from pydantic import BaseModel, Field
 
-from personagym.llm import CallFailed, Cause, Limits, Request, RetryPolicy, Sampling
+from personagym.llm import CallFailed, CallFailure, Cause, Limits, Request, RetryPolicy, Sampling
 from personagym.llm.usage import PriceTable, Usage
 
 
@@ -142,6 +143,43 @@ async def test_errors_are_never_cached(server, make_gateway):
             await gw.complete("openai:m", ask())
         completion = await gw.complete("openai:m", ask())
     assert not completion.cached and server.stats.requests == 4
+
+
+async def test_what_a_stage_keeps_lands_with_the_call_or_not_at_all(server, make_gateway):
+    """`keep` runs in the transaction that records the call: its rows commit with the cache entry and
+    the bill, an error in it undoes all three, and a CallFailed from it (a reply the stage cannot use)
+    still leaves the call billed and cached."""
+    async with make_gateway(cache=True, on_call=lambda call: None) as gw:
+        conn = gw.cache.conn
+        conn.execute("CREATE TABLE kept (text TEXT)")
+        seen_inside = []
+
+        def keep(completion):
+            seen_inside.append(conn.in_transaction)
+            conn.execute("INSERT INTO kept VALUES (?)", (completion.text,))
+
+        await gw.complete("openai:m", ask("one"), keep)
+        assert seen_inside == [True] and not conn.in_transaction
+        assert conn.execute("SELECT count(*) FROM kept").fetchone()[0] == 1
+
+        def broken(completion):
+            conn.execute("INSERT INTO kept VALUES (?)", (completion.text,))
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(sqlite3.OperationalError):
+            await gw.complete("openai:m", ask("two"), broken)
+        assert conn.execute("SELECT count(*) FROM kept").fetchone()[0] == 1  # its row undone...
+        assert gw.cache.stats()["entries"] == 1  # ...and the reply's cache entry with it
+
+        def unusable(completion):
+            raise CallFailed(CallFailure("openai:m", Cause.INVALID_OUTPUT, "no answer in it", 1, "agent"))
+
+        with pytest.raises(CallFailed):
+            await gw.complete("openai:m", ask("three"), unusable)
+        assert gw.cache.stats()["entries"] == 2  # billed and cached all the same
+        again = await gw.complete("openai:m", ask("one"), keep)  # a cache hit keeps too
+    assert again.cached and conn.execute("SELECT count(*) FROM kept").fetchone()[0] == 2
+    assert server.stats.requests == 3
 
 
 async def test_structured_output_is_validated_and_retried(server, make_gateway):
