@@ -16,6 +16,7 @@ import sqlite3
 import time
 from typing import Any, ContextManager
 
+from personagym.llm import jsonbytes
 from personagym.llm.types import Reply, Request
 from personagym.store.db import transaction
 
@@ -54,8 +55,7 @@ def cache_key(identity: dict[str, Any], request: Request) -> str:
     if request.parser is not None:
         # Which rules accepted the reply; only in plain-text-format keys, so every other key stays as it was.
         payload["parser"] = parser_id(request.parser)
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(jsonbytes.canonical(payload)).hexdigest()
 
 
 class Cache:

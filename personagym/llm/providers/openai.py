@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import yarl
 
 from personagym.errors import ConfigError
+from personagym.llm import jsonbytes
 from personagym.llm.providers import fields
 from personagym.llm.providers.base import http_errors, raise_for_status, rate_headers, schema_of
 from personagym.llm.providers.transport import Session
@@ -79,7 +80,7 @@ class OpenAIProvider:
         return await self.negotiator.run(lambda shape: self._post(request, shape))
 
     async def _post(self, request: Request, shape: Shape) -> Reply:
-        body = json.dumps(request_body(self.model, self.base_url, request, shape)).encode()
+        body = jsonbytes.body(request_body(self.model, self.base_url, request, shape))
         with http_errors(self.where):
             status, headers, content = await self.session.exchange("POST", self.url, self.headers, body)
             raise_for_status(status, headers, content)

@@ -1,0 +1,52 @@
+"""JSON for the two encodings every call makes: its cache key and its request body.
+
+Both hold the whole prompt (a judge's runs to 20 KB and more), and the standard library's encoder
+spent 100-170 microseconds on each of a judge's; orjson spends about 5 (bench/RESULTS.md, "CPU per
+call"). The cache key must stay byte for byte what it was, or every cached reply would be lost: orjson
+writes every string exactly as `json.dumps(..., ensure_ascii=False)` does (checked for every code
+point in tests/test_jsonbytes.py) and every float of magnitude from 1e-4 to 1e16, or zero, as `repr`
+does. Outside that range versions differ from Python (0.00001 for 1e-05; 3.10 writes 1e16 for
+1e+16), so a payload holding such a number, any other kind of value, or an int orjson cannot hold
+goes to the standard library, which stays the definition.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+_SAME_FLOATS = (1e-4, 1e16)  # magnitudes every orjson from 3.10 spells as Python's repr does
+_INT_RANGE = range(-(2**63), 2**64)  # what orjson holds
+
+
+def body(value: Any) -> bytes:
+    """A request body: compact UTF-8 JSON, as any JSON server reads it."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson's JSONEncodeError is one: a huge int, a key that is not a string
+        return json.dumps(value).encode()
+
+
+def canonical(value: Any) -> bytes:
+    """Exactly `json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()`,
+    through orjson when the result is sure to be the same."""
+    if _same_in_both(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _same_in_both(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return value in _INT_RANGE
+    if kind is float:
+        return value == 0 or _SAME_FLOATS[0] <= abs(value) < _SAME_FLOATS[1]
+    if kind is list or kind is tuple:
+        return all(_same_in_both(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _same_in_both(v) for k, v in value.items())
+    return False
