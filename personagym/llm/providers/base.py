@@ -17,10 +17,8 @@ import time
 from types import ModuleType
 from typing import Any, Iterator, Mapping, Protocol
 
-import aiohttp
-
 from personagym import secrets
-from personagym.llm.providers.transport import Oversized
+from personagym.llm.providers.transport import Broken, ConnectFailed, Oversized
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
 
@@ -122,16 +120,16 @@ def error_message(body: Any, fallback: str) -> str:
 @contextlib.contextmanager
 def http_errors(where: str) -> Iterator[None]:
     """The same translation as `sdk_errors`, for a call made on a transport Session directly: its
-    errors are aiohttp's, and an answer's status is checked by `raise_for_status`."""
+    errors are the transport's, and an answer's status is checked by `raise_for_status`."""
     try:
         yield
     except Oversized as exc:
         raise ProviderError(Cause.OVERSIZED, f"{where}: {exc}") from None
-    except aiohttp.ClientConnectorError as exc:
+    except ConnectFailed as exc:
         raise ProviderError(Cause.CONNECTION, f"cannot reach {where}: {exc}") from None
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except asyncio.TimeoutError as exc:
         raise ProviderError(Cause.TIMEOUT, str(exc) or "timed out") from None
-    except aiohttp.ClientError as exc:
+    except Broken as exc:
         # Connected, then lost (a reset mid-body, a broken encoding): not a wrong URL.
         raise ProviderError(Cause.CONNECTION, f"the connection to {where} broke: {exc or type(exc).__name__}") from None
     except (ValueError, RecursionError) as exc:

@@ -1,10 +1,10 @@
 """OpenAI, and every server that speaks its chat API (vLLM, Ollama, llama.cpp server, Together,
 Groq, OpenRouter, LM Studio).
 
-A chat completion is one POST of a JSON body with a bearer key, sent here on our aiohttp session
-directly. The official SDK, even through its low-level `client.post` with a raw response, spent
-1.0 ms of CPU a call building httpx2 requests and options around an exchange that itself costs
-0.35 ms (bench/RESULTS.md, "CPU per call"): at the 500 requests a second a top tier allows, that
+A chat completion is one POST of a JSON body with a bearer key, sent here directly on our own HTTP
+session (personagym.llm.providers.transport). The official SDK, even through its low-level
+`client.post` with a raw response, spent 1.0 ms of CPU a call building httpx2 requests and options
+around an exchange that itself cost 0.35 ms (bench/RESULTS.md, "CPU per call"): at the 500 requests a second a top tier allows, that
 was half the client's core. The SDK still serves the Batch API (files and jobs: personagym.llm.batch),
 made on first use, so a run that never batches never imports it. What the SDK sends that a server
 reads is sent the same: the key, OPENAI_ORG_ID and OPENAI_PROJECT_ID as its headers, the base URL
@@ -16,9 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import urllib.parse
 from typing import Any, Mapping
-
-import yarl
 
 from personagym.errors import ConfigError
 from personagym.llm import jsonbytes
@@ -95,16 +94,16 @@ class OpenAIProvider:
 
 def _endpoint(base_url: str, key: str) -> tuple[str, dict[str, str]]:
     """The chat completions URL under a base URL, and the headers every call sends."""
-    url = yarl.URL(base_url.rstrip("/") + "/chat/completions")
-    # aiohttp refuses credentials in the URL next to an Authorization header; the bearer key is the
-    # one the API reads (the SDK dropped them the same way).
-    url = url.with_user(None) if url.user or url.password else url
+    # Credentials in the URL are dropped (the transport would never send them): the bearer key is
+    # the one the API reads, as with the SDK.
+    parts = urllib.parse.urlsplit(base_url.rstrip("/") + "/chat/completions")
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json",
                "User-Agent": "personagym"}
     for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
         if os.environ.get(variable):
             headers[header] = os.environ[variable]
-    return str(url), headers
+    return url, headers
 
 
 # The two halves of a call, shared with the batch client (personagym.llm.batch.openai), so that a batch

@@ -2,7 +2,7 @@
 
 Theirs (httpx2's pool, or the vendored aiohttp adapter) cost more CPU per call than the exchange
 itself, and the adapter reports a refused connection as a timeout. This one runs each exchange on
-a `transport.Session` (whole bodies, bounded) and maps aiohttp's errors onto the httpx2 types the
+a `transport.Session` (whole bodies, bounded) and maps its errors onto the httpx2 types the
 SDKs turn into APIConnectionError and APITimeoutError. A module of its own so that a run with no SDK
 never imports httpx2 (about 40 ms of start-up).
 """
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import httpx2
 
-from personagym.llm.providers.transport import DEFAULT_MAX_REPLY_BYTES, Oversized, Session
+from personagym.llm.providers.transport import DEFAULT_MAX_REPLY_BYTES, Broken, ConnectFailed, Oversized, Session
 
 
 class ReplyTooLarge(httpx2.RequestError):
@@ -26,7 +25,7 @@ class ReplyTooLarge(httpx2.RequestError):
         self.limit = limit
 
 
-class AiohttpTransport(httpx2.AsyncBaseTransport):
+class SessionTransport(httpx2.AsyncBaseTransport):
     """A Session under an SDK: httpx2's request in, httpx2's response and error types out."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
@@ -34,26 +33,21 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        url = request.url
-        if url.userinfo and "authorization" in request.headers:
-            # aiohttp refuses credentials in the URL next to an Authorization header; the SDK's
-            # bearer key is the one the API reads.
-            url = url.copy_with(userinfo=b"")
         try:
+            # Credentials in the URL are never sent (the SDK's key goes in its header).
             status, headers, content = await self.session.exchange(
-                request.method, str(url), list(request.headers.multi_items()), body or None
+                request.method, str(request.url), list(request.headers.multi_items()), body or None
             )
         except Oversized as exc:
             raise ReplyTooLarge(exc.limit, request) from None
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectFailed as exc:
             raise httpx2.ConnectError(str(exc), request=request) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except asyncio.TimeoutError as exc:
             raise httpx2.ReadTimeout(str(exc) or "timed out", request=request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        # aiohttp has already decoded any Content-Encoding; do not let httpx2 decode it again.
-        kept = [(k, v) for k, v in headers.items() if k.lower() != "content-encoding"]
-        return httpx2.Response(status, headers=kept, content=content, request=request)
+        except Broken as exc:
+            raise httpx2.ReadError(str(exc), request=request) from exc
+        # The body is already decoded (the transport drops Content-Encoding): httpx2 leaves it be.
+        return httpx2.Response(status, headers=list(headers.items()), content=content, request=request)
 
     async def aclose(self) -> None:
         await self.session.aclose()
@@ -62,4 +56,4 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 def http_client(max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> httpx2.AsyncClient:
     """An httpx2 client for an SDK, on our transport, with no timeout of its own (the gateway's rules),
     reading no reply body larger than `max_bytes`."""
-    return httpx2.AsyncClient(transport=AiohttpTransport(max_bytes), timeout=None)
+    return httpx2.AsyncClient(transport=SessionTransport(max_bytes), timeout=None)
