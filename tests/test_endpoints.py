@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -62,6 +63,29 @@ async def test_the_gateway_learns_the_servers_limit_without_a_storm_of_429s():
     assert stats.rejected <= 8 + 9, stats.rejected
     assert learned in (8, 9)
     assert stats.max_in_flight_seen == 8
+
+
+async def test_a_call_refused_for_room_goes_again_at_the_next_answer_not_after_the_retry_after():
+    # A server that takes 2 at once and says "Retry-After: 5" when full: a third call sent at the same
+    # time is refused, and goes again when one of the two answers (0.3 s), not 5 s later.
+    with FakeServer(latency=0.3, max_in_flight=2, retry_after_default="5") as server:
+        async with gateway(server.base_url, concurrency=3) as gw:
+            started = time.monotonic()
+            done = await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(3)))
+            took = time.monotonic() - started
+        stats = server.stats
+    assert len(done) == 3 and stats.rejected == 1 and max(c.attempts for c in done) == 2
+    assert took < 2.0, took  # 0.6-0.7 s: two round trips
+
+
+async def test_a_refusal_with_nothing_else_in_flight_waits_the_whole_retry_after():
+    with FakeServer(latency=0.0) as server:
+        server.inject("429", count=1, retry_after=0.5)
+        async with gateway(server.base_url, concurrency=3) as gw:
+            started = time.monotonic()
+            completion = await gw.complete("openai:m", ask(0))
+            took = time.monotonic() - started
+    assert completion.attempts == 2 and took >= 0.5
 
 
 async def test_requests_spread_over_endpoints_each_within_its_own_limit():

@@ -54,6 +54,7 @@ class Server:
     out_until: float = 0.0
     cool_down: float = 0.0  # the last one; doubles while the server keeps failing
     taken_out: int = 0
+    answered: asyncio.Future | None = None  # done at the next answer: what calls refused for room wait for
 
     def has_room(self) -> bool:
         return self.limit.room(self.in_flight)
@@ -210,11 +211,21 @@ class Dispatcher:
         cause: Cause | None,
         headers: Mapping[str, str] | None = None,
         tokens: tuple[int, int] | None = None,
-    ) -> None:
+    ) -> asyncio.Future | None:
         """Return the slot, saying how the attempt went (None: the server answered), with the reply's
-        headers and the (prompt, completion) tokens it reports, when there was one."""
+        headers and the (prompt, completion) tokens it reports, when there was one.
+
+        For a call refused for room (a 429 without rate-limit headers) while other calls are in
+        flight at its server: a future done at the server's next answer. Room frees then, so the
+        refused call may go again then rather than after the whole Retry-After (a second, often),
+        which at a run's end stretched the run by as much; with nothing else in flight there is
+        no answer to wait for, and the Retry-After stands."""
         endpoint, now = slot.endpoint, time.monotonic()
         server = endpoint.server
+        if cause is None and server.answered is not None:
+            if not server.answered.done():
+                server.answered.set_result(None)
+            server.answered = None
         if cause is None and tokens is not None:
             endpoint.learn(*slot.estimate, *tokens)
         if slot.charged is not None:
@@ -231,6 +242,11 @@ class Dispatcher:
             server.pacer.observe(reported, now, refused=cause is Cause.RATE_LIMITED, cost=slot.charged)
         server.judge(cause, slot, pooled=len(slot.gate.endpoints) > 1, paced=paced)
         self._release(slot)
+        if cause is not Cause.RATE_LIMITED or paced or not server.in_flight:
+            return None
+        if server.answered is None:
+            server.answered = asyncio.get_running_loop().create_future()
+        return server.answered
 
     def abandon(self, slot: Slot) -> None:
         """Return a slot whose call was cancelled, judging nothing."""

@@ -349,7 +349,9 @@ class Gateway:
             if not bill.batch and time.monotonic() - started + delay > policy.max_total_seconds:
                 break
             log.debug("%s attempt %d failed (%s); retrying in %.2f s", model.name, attempt, error, delay)
-            if delay:
+            if delay and error.room is not None:
+                await asyncio.wait([error.room], timeout=delay)  # room, or the Retry-After: what comes first
+            elif delay:
                 await asyncio.sleep(delay)
         error = error or ProviderError(Cause.TIMEOUT, "no attempt was made")
         raise CallFailed(CallFailure(model.name, error.cause, error.detail, bill.attempts, request.role))
@@ -363,7 +365,7 @@ class Gateway:
             self.dispatcher.done(slot, Cause.TIMEOUT)
             raise ProviderError(Cause.TIMEOUT, f"no reply within {timeout:g} s") from None
         except ProviderError as exc:
-            self.dispatcher.done(slot, exc.cause, exc.headers)
+            exc.room = self.dispatcher.done(slot, exc.cause, exc.headers)
             raise
         except BaseException:
             self.dispatcher.abandon(slot)  # cancelled: the endpoint did nothing wrong

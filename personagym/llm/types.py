@@ -165,6 +165,9 @@ class ProviderError(Exception):
     status: int | None = None  # the HTTP status, when the server answered with one
     # Rate-limit-relevant response headers (lower-cased names), as on Reply; None when no response.
     headers: Mapping[str, str] | None = None
+    # Set by the gateway on a 429 for room at a busy server: done at its next answer, when a retry
+    # may go sooner than retry_after (personagym.llm.endpoints.Dispatcher.done).
+    room: Any = None
 
     def __post_init__(self) -> None:
         # Where every failure detail is born: a server's echo of a key is redacted before anything
