@@ -1,6 +1,7 @@
 """Client CPU per call through the whole pipeline: what personagym itself costs, the models aside.
 
     python bench/cpu_per_call.py [--runs 5] [--personas 20] [--profile out.prof]
+    python bench/cpu_per_call.py -- --example-batch 1   # more personagym flags after --
 
 Each run is `personagym benchmark` on the first 20 benchmark-v1 personas (a child process, a new
 database, so nothing comes from the cache) against the fake server in a process of its own that answers
@@ -27,12 +28,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from full_benchmark import Server, bench_args, child_env  # noqa: E402
 
 
-def run_cli(url: str, db: Path, personas: int, profile: str | None) -> tuple[float, float]:
+def run_cli(url: str, db: Path, personas: int, profile: str | None, extra: list[str]) -> tuple[float, float]:
     """(CPU seconds of the child, wall seconds)."""
     env = child_env(url)
     head = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "personagym"] if profile else [sys.executable, "-m", "personagym"]
     started = time.monotonic()
-    proc = subprocess.Popen([*head, *bench_args("openai:agent-1", personas, 64), "--db", str(db), "--quiet"],
+    proc = subprocess.Popen([*head, *bench_args("openai:agent-1", personas, 64, *extra), "--db", str(db), "--quiet"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
@@ -41,11 +42,11 @@ def run_cli(url: str, db: Path, personas: int, profile: str | None) -> tuple[flo
     return usage.ru_utime + usage.ru_stime, wall
 
 
-def one(personas: int, profile: str | None = None) -> tuple[float, int, float]:
+def one(personas: int, extra: list[str], profile: str | None = None) -> tuple[float, int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(0.0, 100_000)
         try:
-            cpu, wall = run_cli(server.url, Path(tmp) / "bench.db", personas, profile)
+            cpu, wall = run_cli(server.url, Path(tmp) / "bench.db", personas, profile, extra)
         finally:
             served = server.stop()
     return cpu, served["requests"] - served["rejected"], wall
@@ -56,11 +57,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--personas", type=int, default=20)
     parser.add_argument("--profile", help="write a cProfile of the last run here")
-    args = parser.parse_args()
+    argv = sys.argv[1:]  # personagym's own flags after `--` (argparse would take them for ours)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    extra = argv[cut + 1:]
     per_call, marginal, startup = [], [], []
     for run in range(1, args.runs + 1):
-        cpu1, calls1, _ = one(1)
-        cpu, calls, wall = one(args.personas, args.profile if run == args.runs else None)
+        cpu1, calls1, _ = one(1, extra)
+        cpu, calls, wall = one(args.personas, extra, args.profile if run == args.runs else None)
         per_call.append(cpu / calls * 1000)
         slope = (cpu - cpu1) / (calls - calls1)  # seconds of CPU each further call costs
         marginal.append(slope * 1000)
