@@ -76,6 +76,21 @@ async def test_connections_are_kept_alive_and_reused():
     assert server.connections == 3  # one for the five in turn, two more for three at once
 
 
+async def test_sessions_on_one_loop_share_their_servers_connections_until_the_last_closes():
+    # Two models at one server (two providers, two sessions): one connection, not one each.
+    async with RawServer(lambda head: ok()) as server:
+        judge, agent = Session(), Session()
+        for session in (judge, agent, judge, agent):
+            assert (await post(session, server.url))[0] == 200
+        assert server.connections == 1
+        await judge.aclose()
+        assert (await post(agent, server.url))[0] == 200  # the other's close leaves it open
+        pool = agent._pool
+        await agent.aclose()
+        assert not pool.idle and asyncio.get_running_loop() not in transport._pools
+    assert server.connections == 1
+
+
 async def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error():
     async with RawServer(lambda head: ok(), idle_close=0.05) as server:
         session = Session()
@@ -155,8 +170,21 @@ async def test_a_header_with_a_line_break_is_never_sent():
         session = Session()
         with pytest.raises(Broken, match="line break"):
             await post(session, server.url, headers={"OpenAI-Project": "p\r\nX-Forged: yes"})
+        with pytest.raises(Broken, match="Latin-1"):
+            await post(session, server.url, headers={"OpenAI-Project": "projet-été-東京"})
         await session.aclose()
     assert server.requests == 0
+
+
+async def test_a_second_reply_in_the_same_bytes_leaves_the_first_alone_and_the_connection_closed():
+    second = b"HTTP/1.1 200 OK\r\nX-Ratelimit-Limit-Requests: 1\r\nContent-Length: 2\r\n\r\nno"
+    async with RawServer(lambda head: ok() + second) as server:
+        session = Session()
+        status, headers, body = await post(session, server.url)
+        assert (status, body) == (200, b'{"ok": true}') and "x-ratelimit-limit-requests" not in headers
+        assert (await post(session, server.url))[0] == 200
+        await session.aclose()
+    assert server.connections == 2  # the first was not reused
 
 
 async def test_a_port_nobody_listens_on_cannot_be_reached():
@@ -172,9 +200,8 @@ async def test_a_cancelled_exchange_closes_its_connection():
     async with RawServer(lambda head: b"") as server:  # never answers
         session = Session()
         with pytest.raises(asyncio.TimeoutError):
-            async with asyncio.timeout(0.1):
-                await post(session, server.url)
-        assert not session._open and not any(session._idle.values())
+            await asyncio.wait_for(post(session, server.url), 0.1)
+        assert not session._open and not any(session._pool.idle.values())
         server.reply = lambda head: ok()
         assert (await post(session, server.url))[0] == 200  # on a new connection
         await session.aclose()

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import ssl
 import urllib.parse
+import weakref
 import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -106,15 +107,18 @@ def _head(method: str, target: str, authority: str, headers: Iterable[tuple[str,
     lines.append(f"Accept-Encoding: {_DECODED}")
     if length is not None:
         lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise Broken("the request could not be sent: a header holds a character outside Latin-1") from None
 
 
 class _Connection(asyncio.Protocol):
     """One connection, one exchange at a time: `send` writes a request and waits for the reply the
     parser assembles from what `data_received` feeds it."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self) -> None:
+        self.max_bytes = DEFAULT_MAX_REPLY_BYTES  # set by each exchange: the cap of the session sending it
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._reply: asyncio.Future | None = None
@@ -155,6 +159,10 @@ class _Connection(asyncio.Protocol):
             self._fail(Broken(f"the server closed the connection before the reply ended{f' ({exc})' if exc else ''}"))
 
     # -- httptools' callbacks
+    def on_message_begin(self) -> None:
+        if self._reply.done():  # a second reply in the same bytes: stop before it touches the first's
+            raise Broken("the server sent more than one reply")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
@@ -193,7 +201,8 @@ class _Connection(asyncio.Protocol):
         self._finish()
 
     # -- ours
-    async def send(self, head: bytes, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+    async def send(self, head: bytes, body: bytes | None, max_bytes: int) -> tuple[int, dict[str, str], bytes]:
+        self.max_bytes = max_bytes
         self._parser = httptools.HttpResponseParser(self)
         self._reply = asyncio.get_running_loop().create_future()
         self._got_bytes = self._headers_done = self._until_close = self._keep_alive = False
@@ -228,15 +237,53 @@ class _Connection(asyncio.Protocol):
             self._reply.set_exception(exc)
 
 
+class _Pool:
+    """The idle kept-alive connections of one event loop, by origin, shared by every session on it:
+    the models of a run that share a server share its connections (a provider's key travels in each
+    request's headers, never in the connection), so a hosted API sees as many connections, and TLS
+    handshakes, as calls in flight at it, not as many per model. Closed with the last session."""
+
+    def __init__(self) -> None:
+        self.idle: dict[_Origin, list[_Connection]] = {}
+        self.sessions = 0
+
+    def take(self, origin: _Origin) -> _Connection | None:
+        idle = self.idle.get(origin)
+        while idle:
+            conn = idle.pop()  # the most recently used: the likeliest to be open still
+            if not conn.closed and not conn.transport.is_closing():
+                return conn
+            conn.close()
+        return None
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.close()
+        self.idle.clear()
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+
+
 class Session:
-    """Kept-alive connections per origin, opened on first use inside the event loop that runs them,
-    exchanging whole bodies, none read past `max_bytes`. Raises ConnectFailed, Broken and
-    Oversized; a timeout is the caller's (cancelling an exchange closes its connection)."""
+    """Kept-alive connections (shared with the other sessions of its event loop: _Pool), opened on
+    first use inside the loop that runs them, exchanging whole bodies, none read past `max_bytes`.
+    Raises ConnectFailed, Broken and Oversized; a timeout is the caller's (cancelling an exchange
+    closes its connection)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._idle: dict[_Origin, list[_Connection]] = {}
-        self._open: set[_Connection] = set()
+        self._pool: _Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open: set[_Connection] = set()  # ours, in an exchange now
+
+    def _shared(self) -> _Pool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:  # first use, or a new loop (the old one's are dead)
+            self._pool, self._loop = _pools.setdefault(loop, _Pool()), loop
+            self._pool.sessions += 1
+        return self._pool
 
     async def exchange(
         self, method: str, url: str, headers: Iterable[tuple[str, str]] | dict[str, str], body: bytes | None
@@ -245,13 +292,15 @@ class Session:
         origin, target = _split(url)
         length = len(body or b"") if body is not None or method in ("POST", "PUT", "PATCH") else None
         head = _head(method, target, origin.authority, headers.items() if isinstance(headers, dict) else headers, length)
+        pool = self._shared()
         while True:
-            conn = self._pooled(origin)
+            conn = pool.take(origin)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin)
+            self._open.add(conn)
             try:
-                reply = await conn.send(head, body)
+                reply = await conn.send(head, body, self.max_bytes)
             except _Stale:
                 self._discard(conn)
                 if reused:
@@ -261,31 +310,22 @@ class Session:
                 self._discard(conn)
                 raise
             if conn.reusable():
-                self._idle.setdefault(origin, []).append(conn)
+                self._open.discard(conn)
+                pool.idle.setdefault(origin, []).append(conn)
             else:  # the server said it closes (Connection: close, HTTP/1.0)
                 self._discard(conn)
             return reply
-
-    def _pooled(self, origin: _Origin) -> _Connection | None:
-        idle = self._idle.get(origin)
-        while idle:
-            conn = idle.pop()  # the most recently used: the likeliest to be open still
-            if not conn.closed and not conn.transport.is_closing():
-                return conn
-            self._discard(conn)
-        return None
 
     async def _connect(self, origin: _Origin) -> _Connection:
         secure = origin.scheme == "https"
         loop = asyncio.get_running_loop()
         try:
             _, conn = await loop.create_connection(
-                lambda: _Connection(self.max_bytes), origin.host, origin.port, ssl=_tls() if secure else None,
+                _Connection, origin.host, origin.port, ssl=_tls() if secure else None,
                 server_hostname=origin.host if secure else None, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
             )
         except (OSError, ssl.CertificateError) as exc:  # refused, unknown host, unreachable, TLS refused
             raise ConnectFailed(f"cannot connect to {origin.authority}: {exc}") from None
-        self._open.add(conn)
         return conn
 
     def _discard(self, conn: _Connection) -> None:
@@ -295,7 +335,12 @@ class Session:
     async def aclose(self) -> None:
         for conn in list(self._open):
             self._discard(conn)
-        self._idle.clear()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.sessions -= 1
+            if not pool.sessions:  # the last session of its loop: nobody will reuse its connections
+                pool.close()
+                _pools.pop(self._loop, None)
 
 
 def _decoder(encoding: str | None) -> Any:
