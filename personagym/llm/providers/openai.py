@@ -4,8 +4,8 @@ Groq, OpenRouter, LM Studio).
 A chat completion is one POST of a JSON body with a bearer key, sent here directly on our own HTTP
 session (personagym.llm.providers.transport). The official SDK, even through its low-level
 `client.post` with a raw response, spent 1.0 ms of CPU a call building httpx2 requests and options
-around an exchange that itself cost 0.35 ms (bench/RESULTS.md, "CPU per call"): at the 500 requests a second a top tier allows, that
-was half the client's core. The SDK still serves the Batch API (files and jobs: personagym.llm.batch),
+around an exchange that itself cost 0.35 ms on aiohttp, 0.17 ms on our transport (bench/RESULTS.md,
+"CPU per call"): at the 500 requests a second a top tier allows, that was half the client's core. The SDK still serves the Batch API (files and jobs: personagym.llm.batch),
 made on first use, so a run that never batches never imports it. What the SDK sends that a server
 reads is sent the same: the key, OPENAI_ORG_ID and OPENAI_PROJECT_ID as its headers, the base URL
 from OPENAI_BASE_URL (resolved with the settings).
