@@ -33,8 +33,8 @@ from typing import Any
 import llama_cpp.llama_cpp as raw
 from llama_cpp import Llama
 
-from personagym.llm.gateway import parse_structured
 from personagym.llm.providers import local
+from personagym.llm.reading import parse_structured
 from personagym.method import ScoreExamples, prompts
 from personagym.method.environments import load_catalog
 from personagym.method.tasks import TASKS

@@ -13,16 +13,12 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
-
-import pydantic
 
 from personagym import defaults
 from personagym.llm.batch.runner import Batcher
@@ -31,6 +27,7 @@ from personagym.llm.endpoints import Dispatcher, ModelGate
 from personagym.llm.limits import Limits
 from personagym.llm.providers import make_provider
 from personagym.llm.providers.base import Provider
+from personagym.llm.reading import accept, parse_reply, with_feedback
 from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec, split_urls
 from personagym.llm.structured import Shape
 from personagym.llm.types import (
@@ -39,7 +36,6 @@ from personagym.llm.types import (
     CallRecord,
     Cause,
     Completion,
-    Message,
     ProviderError,
     Reply,
     Request,
@@ -113,17 +109,6 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(call, seconds)
 
 
-def _with_feedback(request: Request, reply: str, error: ProviderError) -> Request:
-    if request.parser is not None:  # a plain-text format: the prompt itself says what the reply must hold
-        note = f"Your reply was not valid ({error.detail}). Reply again, following the format asked for exactly."
-    elif error.cause is Cause.TRUNCATED:
-        note = "Your reply was cut off at the length limit. Reply again, more briefly, with complete JSON only."
-    else:
-        note = f"Your reply was not valid ({error.detail}). Reply again with JSON only that follows the schema."
-    messages = request.messages + (Message("assistant", reply[:3000]), Message("user", note))
-    return dataclasses.replace(request, messages=messages)
-
-
 def _server_of(spec: ModelSpec, provider: Provider) -> str:
     """What identifies the server behind a provider: its public base URL (or the model, for local)."""
     return str(provider.identity().get("base_url") or spec)
@@ -137,39 +122,6 @@ def _same_again(error: ProviderError, previous: tuple[int, str] | None) -> bool:
     """The server said exactly the same thing as last time: an error that will not go away by asking
     again (real transient errors carry a fresh request id, or say they are busy)."""
     return error.status is not None and error.status not in _BUSY and (error.status, error.detail) == previous
-
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-
-
-def parse_structured(schema: Any, text: str) -> Any:
-    """Validate a reply against its schema. Tolerates a Markdown fence round the JSON, and raw line
-    breaks or tabs inside its strings (llama.cpp's grammar lets models write them; the meaning is
-    plain), nothing more."""
-    match = _FENCE.match(text)
-    body = match.group(1) if match else text
-    try:
-        return schema.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        if not any(e["type"] == "json_invalid" and "control character" in e["msg"] for e in exc.errors()):
-            raise
-        try:
-            relaxed = json.dumps(json.loads(body, strict=False))
-        except ValueError:
-            raise exc from None
-        return schema.model_validate_json(relaxed)
-
-
-def parse_reply(request: Request, text: str) -> Any:
-    """A reply as its request reads it: by its plain-text parser, against its schema, or None for free
-    text. A reply that does not parse raises ValueError (pydantic's ValidationError is one).
-
-    A parser is how a format without a JSON schema (upstream PersonaGym's closing sentence "Therefore,
-    the final score is N") gets the same treatment as structured output: checked on every reply,
-    retried with feedback when invalid, never cached unless accepted, re-read on a cache hit."""
-    if request.parser is not None:
-        return request.parser(text)
-    return parse_structured(request.schema, text) if request.schema is not None else None
 
 
 class Gateway:
@@ -334,13 +286,13 @@ class Gateway:
                 bill.completion_tokens += reply.completion_tokens
                 bill.answered_by = reply.model or bill.answered_by
                 try:
-                    return reply, self._accept(reply, request)
+                    return reply, accept(reply, request)
                 except ProviderError as exc:
                     error = exc
                     if request.schema is not None or request.parser is not None:
                         # Asking the same thing again would, at temperature 0, get the same reply
                         # again: show the model what was wrong with it instead.
-                        asked = _with_feedback(request, reply.text, exc)
+                        asked = with_feedback(request, reply.text, exc)
             if not error.cause.retriable or attempt == policy.max_attempts or _same_again(error, previous):
                 break
             previous = (error.status, error.detail) if error.status is not None else None
@@ -372,28 +324,6 @@ class Gateway:
             raise
         self.dispatcher.done(slot, None, reply.headers, (reply.prompt_tokens, reply.completion_tokens))
         return reply
-
-    @staticmethod
-    def _accept(reply: Reply, request: Request) -> Any:
-        """Raise ProviderError for a reply that is not usable; return the parsed object if any."""
-        if reply.finish == "length" and not request.accept_truncated:
-            raise ProviderError(Cause.TRUNCATED, f"cut at max_tokens={request.sampling.max_tokens}")
-        if request.parser is not None:
-            try:
-                return request.parser(reply.text)
-            except ValueError as exc:
-                raise ProviderError(Cause.INVALID_OUTPUT, f"reply does not parse: {exc}") from None
-        if request.schema is None:
-            if not reply.text.strip():
-                raise ProviderError(Cause.INVALID_OUTPUT, "empty reply")
-            return None
-        try:
-            return parse_structured(request.schema, reply.text)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0] if exc.errors() else {}
-            raise ProviderError(
-                Cause.INVALID_OUTPUT, f"reply does not match {request.schema.__name__}: {first.get('msg', exc)}"
-            ) from None
 
     async def aclose(self) -> None:
         if self.batch is not None:
