@@ -167,7 +167,7 @@ class ProviderError(Exception):
     headers: Mapping[str, str] | None = None
     # Set by the gateway on a 429 for room at a busy server: done at its next answer, when a retry
     # may go sooner than retry_after (personagym.llm.endpoints.Dispatcher.done).
-    room: Any = None
+    room: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Where every failure detail is born: a server's echo of a key is redacted before anything
