@@ -533,6 +533,17 @@ async def test_openai_calls_send_the_bearer_key_the_org_headers_and_never_url_cr
     assert "s3cret-pass" not in json.dumps(headers)
 
 
+@pytest.mark.parametrize("value", ["proj-xyz\r\nX-Forged: yes", "proj-été"])
+def test_an_org_or_project_id_a_header_cannot_carry_is_a_config_error(monkeypatch, value):
+    from personagym.errors import ConfigError
+    from personagym.llm.providers import make_provider
+    from personagym.llm.spec import ModelSpec
+
+    monkeypatch.setenv("OPENAI_PROJECT_ID", value)
+    with pytest.raises(ConfigError, match="OPENAI_PROJECT_ID holds a line break"):
+        make_provider(ModelSpec("openai", "m"), ProviderSettings(api_key="sk-test-key-0123456789"))
+
+
 @pytest.mark.parametrize("status, body, cause", [
     (401, b"<html>Unauthorized</html>", Cause.AUTH),
     (404, b'{"error": {"message": "The model m does not exist"}}', Cause.NOT_FOUND),

@@ -101,8 +101,11 @@ def _endpoint(base_url: str, key: str) -> tuple[str, dict[str, str]]:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json",
                "User-Agent": "personagym"}
     for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
-        if os.environ.get(variable):
-            headers[header] = os.environ[variable]
+        value = os.environ.get(variable)
+        if value:
+            if not value.isprintable() or not value.isascii():  # a pasted line break would forge headers
+                raise ConfigError(f"{variable} holds a line break or a character a header cannot carry: set it to the plain id")
+            headers[header] = value
     return url, headers
 
 
