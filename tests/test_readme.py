@@ -54,6 +54,7 @@ def test_the_first_command_runs_on_the_embedded_model(tmp_path):
     result = personagym(narrowed, cwd=tmp_path, timeout=900)
     assert result.returncode in (0, 1), result.stderr  # 1: the 135M model's failures may leave no score
     assert "PersonaScore" in result.stdout and "usage:" in result.stdout
+    assert "Traceback" not in result.stderr, result.stderr  # nor at exit, when llama.cpp's model is freed
     assert (tmp_path / "personagym.db").exists()
 
 

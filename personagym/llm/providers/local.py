@@ -13,6 +13,7 @@ applies it to all 49k entries at every token instead (measured in bench/RESULTS.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -78,6 +79,8 @@ class LocalProvider:
         with _LOAD_LOCK:
             llm = _MODELS.get(str(self.path))
             if llm is None:
+                if not _MODELS:
+                    atexit.register(_close_models)
                 llm = _MODELS[str(self.path)] = load_without_extra_buffers(self.path)
             return llm
 
@@ -138,6 +141,15 @@ def bounded(schema: Any) -> Any:
     if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low < 100:
         out.setdefault("enum", list(range(low, high + 1)))
     return out
+
+
+def _close_models() -> None:
+    """Free the loaded models while the interpreter is whole. Left to the garbage collector (the CLI
+    freezes what is loaded before a run, so they live to the end), llama-cpp-python's __del__ ran
+    after its own module was torn down and printed a traceback under the run's summary."""
+    for llm in _MODELS.values():
+        llm.close()
+    _MODELS.clear()
 
 
 def threads(window: float = 0.3) -> int:
