@@ -33,6 +33,7 @@ from typing import Any
 import llama_cpp.llama_cpp as raw
 from llama_cpp import Llama
 
+from personagym.llm.jsonschema import json_schema
 from personagym.llm.providers import local
 from personagym.llm.reading import parse_structured
 from personagym.method import ScoreExamples, prompts
@@ -118,9 +119,9 @@ def timed(llm: Llama, messages: list[dict[str, str]], schema: Any, guided: bool)
     time from llama.cpp's own counters)."""
     params: dict[str, Any] = {"messages": messages, "temperature": 0.0, "max_tokens": MAX_TOKENS, "seed": 1}
     if schema is not None and not guided:
-        params["response_format"] = {"type": "json_object", "schema": schema.model_json_schema()}
+        params["response_format"] = {"type": "json_object", "schema": json_schema(schema)}
     if guided:
-        type(llm).schema = None if schema is None else json.dumps(schema.model_json_schema())
+        type(llm).schema = None if schema is None else json.dumps(json_schema(schema))
     llm.reset()
     raw.llama_perf_context_reset(llm._ctx.ctx)
     started = time.perf_counter()

@@ -7,9 +7,11 @@ import hashlib
 import http.client
 import json
 import time
+from typing import Annotated
 
+import msgspec
 import pytest
-from pydantic import BaseModel, Field
+from msgspec import Meta, Struct
 
 from personagym.errors import ConfigError
 from personagym.llm import Cause, Request, Sampling
@@ -22,9 +24,9 @@ from personagym.testing import FakeServer
 PROVIDERS = ["openai", "anthropic"]
 
 
-class Verdict(BaseModel):
-    reasoning: str = Field(max_length=400)
-    score: int = Field(ge=1, le=5)
+class Verdict(Struct):
+    reasoning: Annotated[str, Meta(max_length=400)]
+    score: Annotated[int, Meta(ge=1, le=5)]
 
 
 def ask(text: str, **kwargs) -> Request:
@@ -81,7 +83,7 @@ async def test_batched_replies_equal_online_replies(server, provider):
     assert sent_online == sent_in_batch
     assert batched == {cid: reply for (cid, _), reply in zip(THREE, replies)}
     assert batched["item-0"] == Reply("echo What is your name?", "stop", 7, 5)
-    assert Verdict.model_validate_json(batched["item-1"].text)
+    assert msgspec.json.decode(batched["item-1"].text, type=Verdict)
     assert sent_in_batch[2]["persona"] == "A pirate"
     structured = sent_in_batch[1]
     assert (structured.get("response_format") or structured["output_config"]["format"])["type"] == "json_schema"

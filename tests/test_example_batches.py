@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import re
 
+import msgspec
 import pytest
 
 from personagym.errors import InvalidParameter
+from personagym.llm.jsonschema import json_schema
 from personagym.method import TASKS
 from personagym.method.prompts import score_examples_batch
 from personagym.method.schemas import MAX_BATCH, ScoreExampleBatch, score_example_batch
@@ -97,14 +99,14 @@ def assert_every_question_has_its_own_examples(data: dict) -> None:
 
 
 def test_servers_see_exactly_k_numbered_sets_but_each_set_is_judged_on_its_own():
-    schema = score_example_batch(3).model_json_schema()
+    schema = json_schema(score_example_batch(3))
     examples = schema["properties"]["examples"]
     assert examples["minItems"] == examples["maxItems"] == 3
     assert [schema["$defs"][ref["$ref"].split("/")[-1]]["properties"]["index"]["const"] for ref in examples["prefixItems"]] == [1, 2, 3]
     assert score_example_batch(3).__name__ == "ScoreExampleBatch"
     reply = {"examples": [{"index": 2, **example_set("b")}, {"index": 1, **example_set("a"), "score_5": 5},
                           {"index": 3, **example_set("c"), "score_4": "x" * 601}, "junk", {"index": 2, **example_set("again")}]}
-    parsed = score_example_batch(3).model_validate_json(json.dumps(reply))
+    parsed = msgspec.json.decode(json.dumps(reply), type=score_example_batch(3))
     sets = parsed.valid_sets(3)
     assert set(sets) == {2}  # 1: an example that is a number (strict); 3: one too long; the second 2 ignored
     assert sets[2].by_level()[5] == "EXAMPLE-5 for b"
@@ -114,7 +116,7 @@ def test_servers_see_exactly_k_numbered_sets_but_each_set_is_judged_on_its_own()
 def test_a_reply_that_is_not_a_list_of_sets_is_invalid_as_a_whole():
     for body in ({"examples": {}}, {"sets": []}, {"examples": []}, {"examples": [{}] * (MAX_BATCH + 1)}):
         with pytest.raises(ValueError):
-            ScoreExampleBatch.model_validate_json(json.dumps(body))
+            msgspec.json.decode(json.dumps(body), type=ScoreExampleBatch)
 
 
 def test_the_batched_prompt_numbers_the_questions_and_defuses_tags():

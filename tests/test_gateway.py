@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel, Field
+from msgspec import Meta, Struct
 
 from personagym.llm import CallFailed, CallFailure, Cause, Limits, Request, RetryPolicy, Sampling
 from personagym.llm.usage import PriceTable, Usage
 
 
-class Verdict(BaseModel):
-    reasoning: str = Field(max_length=400)
-    score: int = Field(ge=1, le=5)
+class Verdict(Struct):
+    reasoning: Annotated[str, Meta(max_length=400)]
+    score: Annotated[int, Meta(ge=1, le=5)]
 
 
 def ask(text: str = "Hello there", **kwargs) -> Request:

@@ -8,7 +8,7 @@ import math
 import random
 
 import pytest
-from pydantic import BaseModel
+from msgspec import Struct
 
 from personagym.llm import Request, Sampling, jsonbytes
 from personagym.llm.cache import cache_key
@@ -50,7 +50,7 @@ def test_keys_are_sorted_as_python_sorts_them():
     assert jsonbytes._same_in_both(value) and jsonbytes.canonical(value) == stdlib(value)
 
 
-class V(BaseModel):
+class V(Struct):
     score: int
 
 

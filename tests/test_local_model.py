@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
+import msgspec
 import pytest
-from pydantic import BaseModel, Field
+from msgspec import Meta, Struct
 
 from personagym.llm import Gateway, Request, Sampling
 from personagym.llm.cache import Cache
+from personagym.llm.jsonschema import json_schema
 from personagym.store import connect
 
 pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'personagym[local]'")
 pytestmark = pytest.mark.local
 
 
-class Pet(BaseModel):
-    name: str = Field(min_length=1, max_length=40)
-    legs: int = Field(ge=0, le=8)
+class Pet(Struct):
+    name: Annotated[str, Meta(min_length=1, max_length=40)]
+    legs: Annotated[int, Meta(ge=0, le=8)]
 
 
 async def test_plain_completion():
@@ -87,7 +90,7 @@ def test_grammar_first_decoding_picks_what_the_full_mask_picks():
         llm.reset()
         texts.append(llm.create_chat_completion(**_pet_request(0.0))["choices"][0]["message"]["content"])
     assert texts[0] == texts[1]
-    assert Pet.model_validate_json(texts[0])
+    assert msgspec.json.decode(texts[0], type=Pet)
 
 
 def test_sampled_draws_under_grammar_first_decoding_keep_to_the_grammar():
@@ -168,7 +171,7 @@ def test_small_integer_ranges_reach_the_grammar_as_enums():
     from personagym.llm.providers.local import bounded
     from personagym.pipeline.judging import verdicts_schema
 
-    schema = bounded(verdicts_schema(2).model_json_schema())
+    schema = bounded(json_schema(verdicts_schema(2)))
     scores = [d["properties"]["score"] for d in schema["$defs"].values()]
     assert [s["enum"] for s in scores] == [[1, 2, 3, 4, 5]] * 2
     assert bounded({"type": "integer", "minimum": 0}) == {"type": "integer", "minimum": 0}  # unbounded: as it was

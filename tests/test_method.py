@@ -6,9 +6,11 @@ import hashlib
 import json
 import re
 
+import msgspec
 import pytest
 
 from personagym.errors import UserError
+from personagym.llm.jsonschema import json_schema
 from personagym.method import (
     CATALOG_VERSION,
     DEFAULT_AGENT_TEMPLATE,
@@ -356,7 +358,7 @@ def walk_strings(node, defs, path="$"):
 
 @pytest.mark.parametrize("model", [EnvironmentChoice, Questions, ScoreExamples, Verdict, Verdicts])
 def test_every_schema_string_is_bounded(model):
-    schema = model.model_json_schema()
+    schema = json_schema(model)
     strings = list(walk_strings(schema, schema.get("$defs", {})))
     assert strings, f"{model.__name__} has no strings?"
     for path, node in strings:
@@ -366,15 +368,15 @@ def test_every_schema_string_is_bounded(model):
 
 
 def test_schema_bounds_and_field_order():
-    assert EnvironmentChoice.model_json_schema()["properties"]["environments"]["maxItems"] == 10
-    assert list(Verdict.model_json_schema()["properties"]) == ["index", "reasoning", "score"]
-    verdict = Verdicts.model_validate_json('{"verdicts": [{"index": 1, "reasoning": "ok", "score": 4}]}')
+    assert json_schema(EnvironmentChoice)["properties"]["environments"]["maxItems"] == 10
+    assert list(json_schema(Verdict)["properties"]) == ["index", "reasoning", "score"]
+    verdict = msgspec.json.decode('{"verdicts": [{"index": 1, "reasoning": "ok", "score": 4}]}', type=Verdicts)
     assert verdict.verdicts[0].score == 4
     for bad in ('{"index": 1, "reasoning": "r", "score": 6}', '{"index": 0, "reasoning": "r", "score": 3}'):
         with pytest.raises(ValueError):
-            Verdict.model_validate_json(bad)
+            msgspec.json.decode(bad, type=Verdict)
     with pytest.raises(ValueError):
-        Questions(questions=["x" * 401])
+        msgspec.convert({"questions": ["x" * 401]}, Questions)
     examples = ScoreExamples(score_1="a", score_2="b", score_3="c", score_4="d", score_5="e")
     assert examples.by_level() == {1: "a", 2: "b", 3: "c", 4: "d", 5: "e"}
     # by_level() feeds judging directly.

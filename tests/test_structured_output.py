@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, Struct
 
 from personagym.llm import CallFailed, Cause, Request
 from personagym.llm.spec import ProviderSettings
@@ -16,10 +17,9 @@ from personagym.testing import FakeServer
 from tests.conftest import FAST_RETRY, run_cli
 
 
-class Grade(BaseModel):
-    model_config = ConfigDict(strict=True)
-    reasoning: str = Field(max_length=200)
-    score: int = Field(ge=1, le=5)
+class Grade(Struct):
+    reasoning: Annotated[str, Meta(max_length=200)]
+    score: Annotated[int, Meta(ge=1, le=5)]
 
 
 def ask(i: int = 0) -> Request:

@@ -126,7 +126,7 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
 def _collect_garbage_rarely() -> None:
     """A run holds thousands of live tasks and replies, which Python's cycle collector, at its
     defaults, walks hundreds of times: about a tenth of the client's CPU per call (bench/RESULTS.md,
-    "CPU per call"). What is loaded by now (the SDKs, pydantic's schemas) lives as long as the
+    "CPU per call"). What is loaded by now (the SDKs, the reply types) lives as long as the
     process, so it is taken out of the collector's sight, and young objects are collected less often.
     The command line only: a library user's process keeps its own settings."""
     gc.freeze()

@@ -17,6 +17,7 @@ import time
 from typing import Any, ContextManager
 
 from personagym.llm import jsonbytes
+from personagym.llm.jsonschema import json_schema
 from personagym.llm.types import Reply, Request
 from personagym.store.db import transaction
 
@@ -28,7 +29,7 @@ KEY_VERSION = 1
 def _schema_text(schema: Any) -> str | None:
     if schema is None:
         return None
-    return json.dumps(schema.model_json_schema(), sort_keys=True)
+    return json.dumps(json_schema(schema), sort_keys=True)
 
 
 def parser_id(parser: Any) -> str:

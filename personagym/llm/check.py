@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, Struct
 
 from personagym import secrets
 from personagym.errors import ConfigError
@@ -18,9 +19,8 @@ from personagym.llm.types import CallFailed, Cause, Request, Sampling
 PING = Request.of(("user", "Reply with the single word OK."), sampling=Sampling(max_tokens=16), role="check")
 
 
-class Pong(BaseModel):
-    model_config = ConfigDict(strict=True)
-    word: str = Field(max_length=20)
+class Pong(Struct):
+    word: Annotated[str, Meta(max_length=20)]
 
 
 STRUCTURED_PING = Request.of(

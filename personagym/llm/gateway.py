@@ -195,7 +195,7 @@ class Gateway:
             if hit is not None:
                 try:
                     parsed = parse_reply(request, hit.text)
-                except ValueError:  # pydantic's ValidationError is one
+                except ValueError:  # msgspec's DecodeError and ValidationError are ValueErrors
                     pass  # the schema changed shape under the same name: ask again
                 else:
                     completion = Completion(

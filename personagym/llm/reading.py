@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-import pydantic
+import msgspec
 
 from personagym.llm.types import Cause, Message, ProviderError, Reply, Request
 
@@ -24,20 +24,20 @@ def parse_structured(schema: Any, text: str) -> Any:
     match = _FENCE.match(text)
     body = match.group(1) if match else text
     try:
-        return schema.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        if not any(e["type"] == "json_invalid" and "control character" in e["msg"] for e in exc.errors()):
-            raise
+        return msgspec.json.decode(body, type=schema)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:  # not JSON to msgspec: perhaps raw control characters in strings
         try:
-            relaxed = json.dumps(json.loads(body, strict=False))
+            relaxed = json.dumps(json.loads(body, strict=False))  # which strict=False allows, and nothing else
         except ValueError:
             raise exc from None
-        return schema.model_validate_json(relaxed)
+        return msgspec.json.decode(relaxed, type=schema)
 
 
 def parse_reply(request: Request, text: str) -> Any:
     """A reply as its request reads it: by its plain-text parser, against its schema, or None for free
-    text. A reply that does not parse raises ValueError (pydantic's ValidationError is one).
+    text. A reply that does not parse raises ValueError (msgspec's DecodeError and ValidationError are).
 
     A parser is how a format without a JSON schema (upstream PersonaGym's closing sentence "Therefore,
     the final score is N") gets the same treatment as structured output: checked on every reply,
@@ -56,12 +56,9 @@ def accept(reply: Reply, request: Request) -> Any:
     try:
         return parse_reply(request, reply.text)
     except ValueError as exc:
-        if request.parser is not None or not isinstance(exc, pydantic.ValidationError):
+        if request.parser is not None or not isinstance(exc, msgspec.ValidationError):
             raise ProviderError(Cause.INVALID_OUTPUT, f"reply does not parse: {exc}") from None
-        first = exc.errors()[0] if exc.errors() else {}
-        raise ProviderError(
-            Cause.INVALID_OUTPUT, f"reply does not match {request.schema.__name__}: {first.get('msg', exc)}"
-        ) from None
+        raise ProviderError(Cause.INVALID_OUTPUT, f"reply does not match {request.schema.__name__}: {exc}") from None
 
 
 def with_feedback(request: Request, reply: str, error: ProviderError) -> Request:

@@ -31,7 +31,7 @@ class Sampling:
 class Request:
     messages: tuple[Message, ...]
     sampling: Sampling = Sampling()
-    # A pydantic model class the reply must validate against (structured output), or None.
+    # A reply type (a msgspec Struct, method/schemas.py) the reply must validate against, or None.
     schema: Any = None
     # Which independent draw this is when temperature > 0: draw 0 and draw 1 of the same prompt are
     # different answers, cached separately; at temperature 0 they are the same call.

@@ -17,9 +17,10 @@ Change AUDIT_PROMPTS_VERSION whenever any text here changes: it is stored with e
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Annotated, Sequence
 
-from pydantic import Field, create_model
+import msgspec
+from msgspec import Meta
 
 from personagym.method.prompts import _DATA_RULE, Messages, _wrap
 from personagym.method.schemas import Reply
@@ -85,9 +86,8 @@ def identification(candidates: Sequence[str], question: str, answer: str) -> Mes
 def choice_schema(k: int) -> type:
     """The reply to `identification` with k candidates: reasoning first, then a choice from 1 to k.
     Strict like every reply: a choice of "2", 2.0 or k + 1 is invalid and asked again."""
-    return create_model(
+    return msgspec.defstruct(
         "PersonaChoice",
-        __base__=Reply,
-        reasoning=(str, Field(max_length=800)),
-        choice=(int, Field(ge=1, le=k)),
+        [("reasoning", Annotated[str, Meta(max_length=800)]), ("choice", Annotated[int, Meta(ge=1, le=k)])],
+        bases=(Reply,),
     )

@@ -10,9 +10,9 @@ versions, in tactics.toml): it is stored with the run and is part of the opening
 from __future__ import annotations
 
 import re
-from typing import Literal, Sequence
+from typing import Annotated, Literal, Sequence
 
-from pydantic import Field
+from msgspec import Meta
 
 from personagym.method.environments import Environment
 from personagym.method.prompts import Messages, agent_messages
@@ -40,14 +40,14 @@ _DATA_RULE = (
 class UserTurn(Reply):
     """The interlocutor's next message."""
 
-    message: str = Field(min_length=1, max_length=1500)
+    message: Annotated[str, Meta(min_length=1, max_length=1500)]
 
 
 class TurnVerdict(Reply):
     """A judge's grade of one reply of the persona: reasoning first, then the score and the break level."""
 
-    reasoning: str = Field(max_length=800)
-    score: int = Field(ge=1, le=5)
+    reasoning: Annotated[str, Meta(max_length=800)]
+    score: Annotated[int, Meta(ge=1, le=5)]
     break_level: Literal["none", "soft_slip", "talks_about_ai", "admits_ai"]
 
 

@@ -1,12 +1,13 @@
-"""Pydantic models for the structured replies of the evaluator LLM calls.
+"""The structured replies of the evaluator LLM calls, as msgspec Structs.
 
 Every string and list is bounded. A small local model that decodes under a grammar built from these
 schemas cannot then run on forever, and a provider that ignores the bounds still has its reply
-checked against them by the gateway. The models stay plain (no optional fields, no unions) so that
-every provider's structured-output mode accepts them.
+checked against them by the gateway. The types stay plain (no optional fields, no unions) so that
+every provider's structured-output mode accepts them; their JSON schema is personagym/llm/jsonschema.py's.
 
-Validation is strict: a score of `true`, `"5"` or `4.0` is not a score, it is an invalid reply
-(asked again, then a recorded failure), where pydantic's default lax mode would read 1, 5 and 4.
+Validation is strict, msgspec's only mode: a score of `true`, `"5"` or `4.0` is not a score, it is an
+invalid reply (asked again, then a recorded failure). msgspec rather than pydantic: importing pydantic
+and building these types cost about 0.2 s of CPU at every start (bench/RESULTS.md, "Fifth session").
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+import msgspec
+from msgspec import Meta, Struct
 
 __all__ = [
     "EnvironmentChoice",
@@ -23,6 +25,7 @@ __all__ = [
     "ScoreExampleBatch",
     "ExampleSet",
     "score_example_batch",
+    "numbered",
     "Verdict",
     "Verdicts",
     "MAX_ENVIRONMENTS",
@@ -37,27 +40,27 @@ MAX_QUESTIONS = 20
 #: Most question/answer pairs one judge call may grade (PersonaGym grades 5 at a time).
 MAX_BATCH = 20
 
-EnvironmentName = Annotated[str, Field(min_length=1, max_length=80)]
-QuestionText = Annotated[str, Field(min_length=1, max_length=400)]
-ExampleText = Annotated[str, Field(max_length=600)]
+EnvironmentName = Annotated[str, Meta(min_length=1, max_length=80)]
+QuestionText = Annotated[str, Meta(min_length=1, max_length=400)]
+ExampleText = Annotated[str, Meta(max_length=600)]
+Index = Annotated[int, Meta(ge=1, le=MAX_BATCH)]
+Score = Annotated[int, Meta(ge=1, le=5)]
 
 
-class Reply(BaseModel):
+class Reply(Struct):
     """What every structured reply shares: strict types."""
-
-    model_config = ConfigDict(strict=True)
 
 
 class EnvironmentChoice(Reply):
     """Settings picked for a persona, each an exact name from the catalog."""
 
-    environments: list[EnvironmentName] = Field(min_length=1, max_length=MAX_ENVIRONMENTS)
+    environments: Annotated[list[EnvironmentName], Meta(min_length=1, max_length=MAX_ENVIRONMENTS)]
 
 
 class Questions(Reply):
     """Questions written for one persona and one task."""
 
-    questions: list[QuestionText] = Field(min_length=1, max_length=MAX_QUESTIONS)
+    questions: Annotated[list[QuestionText], Meta(min_length=1, max_length=MAX_QUESTIONS)]
 
 
 class ScoreExamples(Reply):
@@ -77,7 +80,7 @@ class ScoreExamples(Reply):
 class ExampleSet(Reply):
     """The score examples of one question in a batch: its number, then one example per level."""
 
-    index: int = Field(ge=1, le=MAX_BATCH)
+    index: Index
     score_1: ExampleText
     score_2: ExampleText
     score_3: ExampleText
@@ -96,15 +99,15 @@ class ScoreExampleBatch(Reply):
     server is sent is stricter: see `score_example_batch`.
     """
 
-    examples: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+    examples: Annotated[list[Any], Meta(min_length=1, max_length=MAX_BATCH)]
 
     def valid_sets(self, k: int) -> dict[int, ExampleSet]:
         """The valid sets for questions 1..k by number; the first of two with one number wins."""
         found: dict[int, ExampleSet] = {}
         for item in self.examples:
             try:
-                one = ExampleSet.model_validate(item)
-            except ValidationError:
+                one = msgspec.convert(item, ExampleSet)
+            except msgspec.ValidationError:
                 continue
             if one.index <= k:
                 found.setdefault(one.index, one)
@@ -116,27 +119,25 @@ def score_example_batch(k: int) -> type[ScoreExampleBatch]:
     """The batch schema for k questions. Its JSON schema, which servers and constrained decoders
     see, asks for exactly k sets, set i with index i (prefixItems with a const index); the gateway
     checks only the outer shape, and `valid_sets` each set."""
-    sets = tuple(create_model(f"ExampleSet{i}", __base__=ExampleSet, index=(Literal[i], ...)) for i in range(1, k + 1))
-    strict = create_model("ScoreExampleBatch", __base__=Reply, examples=(tuple[sets], ...))  # type: ignore[valid-type]
+    sets = tuple(numbered(ExampleSet, f"ExampleSet{i}", i) for i in range(1, k + 1))
+    strict = msgspec.defstruct("ScoreExampleBatch", [("examples", tuple[sets])], bases=(Reply,))  # type: ignore[valid-type]
+    return msgspec.defstruct("ScoreExampleBatch", [], bases=(ScoreExampleBatch,), namespace={"__advertised__": strict})
 
-    class Batch(ScoreExampleBatch):
-        @classmethod
-        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            return strict.model_json_schema(*args, **kwargs)
 
-    Batch.__name__ = Batch.__qualname__ = "ScoreExampleBatch"
-    return Batch
+def numbered(base: type[Struct], name: str, i: int) -> type[Struct]:
+    """`base` whose index must be i (a const in its JSON schema), other fields as they are."""
+    return msgspec.defstruct(name, [("index", Literal[i])], bases=(base,))
 
 
 class Verdict(Reply):
     """A judge's grade for one numbered item: reasoning first, so the score follows from it."""
 
-    index: int = Field(ge=1, le=MAX_BATCH)
-    reasoning: str = Field(max_length=800)
-    score: int = Field(ge=1, le=5)
+    index: Index
+    reasoning: Annotated[str, Meta(max_length=800)]
+    score: Score
 
 
 class Verdicts(Reply):
     """A judge's grades for every item of one call, one verdict per item."""
 
-    verdicts: list[Verdict] = Field(min_length=1, max_length=MAX_BATCH)
+    verdicts: Annotated[list[Verdict], Meta(min_length=1, max_length=MAX_BATCH)]

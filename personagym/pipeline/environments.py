@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, create_model
+import msgspec
+from msgspec import Meta
 
 from personagym.method import Environment, EnvironmentChoice, Stage, prompts
 from personagym.pipeline.context import Context, Persona
@@ -15,10 +16,10 @@ from personagym.pipeline.context import Context, Persona
 def choice_schema(names: tuple[str, ...], most: int) -> type:
     """Names constrained to the catalog (an enum in the JSON schema, so constrained decoders obey it
     and the gateway rejects anything else), between 1 and `most` of them."""
-    return create_model(
+    return msgspec.defstruct(
         "EnvironmentChoice",
-        __base__=EnvironmentChoice,
-        environments=(list[Literal[names]], Field(min_length=1, max_length=most)),  # type: ignore[valid-type]
+        [("environments", Annotated[list[Literal[names]], Meta(min_length=1, max_length=most)])],  # type: ignore[valid-type]
+        bases=(EnvironmentChoice,),
     )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-from typing import Literal
 
-from pydantic import create_model
+import msgspec
 
 from personagym.llm import Completion
 from personagym.method import Stage, Task, Verdict, Verdicts, prompts
+from personagym.method.schemas import numbered
 from personagym.pipeline.context import Context, Question
 from personagym.pipeline.roles import Role
 
@@ -21,8 +21,8 @@ def verdicts_schema(k: int) -> type:
     into the JSON schema (prefixItems with a const index), so constrained decoders produce it and the
     gateway rejects anything else. A verdict missing, doubled or misnumbered makes the reply
     invalid, so it is asked again rather than silently dropped (upstream's fate)."""
-    items = tuple(create_model(f"Verdict{i}", __base__=Verdict, index=(Literal[i], ...)) for i in range(1, k + 1))
-    return create_model("Verdicts", __base__=Verdicts, verdicts=(tuple[items], ...))  # type: ignore[valid-type]
+    items = tuple(numbered(Verdict, f"Verdict{i}", i) for i in range(1, k + 1))
+    return msgspec.defstruct("Verdicts", [("verdicts", tuple[items])], bases=(Verdicts,))  # type: ignore[valid-type]
 
 
 def batch_order(items: list, judge: Role, sample: int, shuffled: bool) -> list:

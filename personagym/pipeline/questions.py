@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
-from pydantic import Field, create_model, field_validator
+import msgspec
+from msgspec import Meta
 
 from personagym.method import Environment, Questions, Stage, Task, prompts
 from personagym.method.schemas import QuestionText
@@ -26,11 +28,11 @@ def _distinct(questions: list[str]) -> list[str]:
 @functools.lru_cache(maxsize=16)
 def questions_schema(n: int) -> type:
     """Exactly n distinct questions: a reply with more, fewer or repeats is invalid and asked again."""
-    return create_model(
+    return msgspec.defstruct(
         "Questions",
-        __base__=Questions,
-        questions=(list[QuestionText], Field(min_length=n, max_length=n)),
-        __validators__={"distinct": field_validator("questions")(lambda cls, v: _distinct(v))},
+        [("questions", Annotated[list[QuestionText], Meta(min_length=n, max_length=n)])],
+        bases=(Questions,),
+        namespace={"__post_init__": lambda self: _distinct(self.questions)},  # a ValueError makes the reply invalid
     )
 
 

@@ -2,8 +2,8 @@
 
 `instance(schema, seed)` builds a value valid against `schema`, chosen pseudo-randomly from `seed`, so
 different prompts give different but reproducible answers (scores spread over their allowed range).
-It covers what pydantic v2 emits for models like the product's (objects, `$ref`/`$defs`, `anyOf`, `enum`,
-`const`, bounded strings, numbers, arrays and tuples; not formats or patterns), and reads the bounds
+It covers the JSON schemas the product writes (personagym/llm/jsonschema.py: objects, `$ref`/`$defs`,
+`anyOf`, `enum`, `const`, bounded strings, numbers, arrays and tuples; not formats or patterns), and reads the bounds
 `anthropic.transform_schema` moves into a trailing ``{minimum: 1, maximum: 5}`` of a description.
 """
 
@@ -38,7 +38,7 @@ class _Synth:
     def make(self, s: Any, depth: int) -> Any:
         if not isinstance(s, dict) or not s:  # `true` or `{}`: anything goes
             return "fake"
-        if "$ref" in s:  # local, as pydantic writes them: "#/$defs/Name"
+        if "$ref" in s:  # local, as the product writes them: "#/$defs/Name"
             return self.make(functools.reduce(dict.__getitem__, s["$ref"][2:].split("/"), self.root), depth + 1)
         if "const" in s or "enum" in s:
             return s["const"] if "const" in s else self.rng.choice(s["enum"])
@@ -53,7 +53,7 @@ class _Synth:
             required = set(s.get("required") or ())
             return {k: self.make(v, depth + 1) for k, v in (s.get("properties") or {}).items()
                     if depth <= MAX_DEPTH or k in required}
-        if kind == "array" and s.get("prefixItems"):  # a tuple, as pydantic writes one
+        if kind == "array" and s.get("prefixItems"):  # a tuple, as the product writes one
             return [self.make(p, depth + 1) for p in s["prefixItems"]]
         if kind == "array":
             low = int(bounds.get("minItems", 0))

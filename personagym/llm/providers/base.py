@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
-import functools
 import json
 import math
 import time
@@ -18,6 +17,7 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping, Protocol
 
 from personagym import secrets
+from personagym.llm.jsonschema import json_schema
 from personagym.llm.providers.transport import Broken, ConnectFailed, Oversized
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -36,11 +36,9 @@ class Provider(Protocol):
         ...
 
 
-@functools.lru_cache(maxsize=256)
-def schema_of(model_class: Any) -> dict[str, Any]:
-    """The JSON schema of a pydantic model class: built once per class (pydantic rebuilds it on every
-    call, measured at milliseconds per request). Callers must not change the dict."""
-    return model_class.model_json_schema()
+def schema_of(reply_type: Any) -> dict[str, Any]:
+    """The JSON schema of a reply type, built once per type. Callers must not change the dict."""
+    return json_schema(reply_type)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
