@@ -141,12 +141,13 @@ def test_a_run_on_an_openai_compatible_server_imports_no_sdk(server, tmp_path):
     assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
 
 
-def test_a_benchmark_run_imports_no_other_command(server, tmp_path, shared_benchmark):
-    """A command's module is imported when that command is invoked (personagym.cli.COMMANDS): a run
-    pays for no other command's imports at start."""
+def test_a_benchmark_run_imports_no_other_command_and_no_downloader(server, tmp_path, shared_benchmark):
+    """A command's module is imported when that command is invoked (personagym.cli.COMMANDS), and
+    urllib.request only when a download runs: a run pays for neither at start."""
     loaded = _loaded(server, tmp_path, "benchmark", "--benchmark-dir", str(shared_benchmark), "--limit", "1",
                      "--models", "openai:m", "--questions-per-task", "1", "--tasks", "expected_action", "--quiet")
     assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
+    assert "urllib.request" not in loaded
 
 
 COMMANDS = ["alignment", "audit", "benchmark", "cache", "compare", "export", "merge", "models", "report", "run", "runs",
