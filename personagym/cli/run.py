@@ -104,7 +104,6 @@ def _config(ctx: click.Context, o: dict[str, Any]):
 
 def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, benchmark=None) -> None:
     from personagym.pipeline import execute, prepare
-    from personagym.pipeline.plan import plan_lines
     from personagym.pipeline.shards import shard_db
     from personagym.summary import summary_lines
 
@@ -112,6 +111,8 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
     prepared = prepare(personas, config, benchmark, o.get("run_name"))
     db = db_path(ctx, o.get("db") or (shard_db(*prepared.shard) if prepared.shard else None))
     if o.get("dry_run"):
+        from personagym.pipeline.plan import plan_lines
+
         for line in ([shard_line(prepared, db)] if prepared.shard else []) + plan_lines(prepared, config.prices):
             click.echo(line)
         return
