@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources

@@ -20,7 +20,6 @@ The file is checked as a whole when it is read, before anything runs: a key nobo
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import sys
@@ -129,6 +128,8 @@ def _check_table(table: str, values: dict[str, Any], problems: list[str]) -> dic
 
 
 def _unknown(raw: str, valid: list[str]) -> str:
+    import difflib  # only for a misspelt key: every command reads the config, few files misspell one
+
     near = difflib.get_close_matches(raw.replace("-", "_"), valid, n=1, cutoff=0.6)
     hint = f"did you mean `{near[0]}`?" if near else "see `personagym run --help` for the settings (dashes as underscores)"
     return f"unknown key `{raw}`: {hint}"

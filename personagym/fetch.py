@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.client
 import threading
-import urllib.error
-import urllib.request
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
 
@@ -74,6 +70,8 @@ def download_files(
     if not todo:
         return root
 
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # a download's, like urllib (_fetch)
+
     stop = threading.Event()
 
     def fetch(rel: str, url: str, digest: str) -> None:
@@ -131,6 +129,12 @@ def _write_atomic(root: Path, rel: str, data: bytes) -> None:
 
 def _fetch(url: str, rel: str, stop: threading.Event) -> bytes | None:
     """GET `url`, retrying network errors, 429 and 5xx; a 4xx (e.g. 404) is a UserError at once."""
+    # Here, not at the top: every benchmark run imports this module (for sha256), and urllib.request
+    # with http.client is ~8 ms of CPU at its start that only a download uses.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": "personagym", "Accept-Encoding": "identity"})
     last_error = ""
     for attempt in range(RETRIES + 1):

@@ -412,10 +412,11 @@ def test_verdicts_read_plainly():
 
 
 def test_the_docs_examples_are_commands_the_cli_takes():
-    from personagym.cli import _register, cli
+    import click
 
-    _register()
-    command = cli.commands["audit"]
+    from personagym.cli import cli
+
+    command = cli.get_command(click.Context(cli), "audit")
     docs = (ROOT / "docs" / "audit.md").read_text()
     lines = [line.split("   #")[0].strip() for block in re.findall(r"```sh\n(.*?)```", docs, re.DOTALL)
              for line in block.splitlines() if line.strip()]  # fmt: skip

@@ -121,16 +121,67 @@ def test_ctrl_c_exits_130_without_a_traceback(server, tmp_path):
     assert err.strip() == "interrupted"
 
 
-def test_a_run_on_an_openai_compatible_server_imports_no_sdk(server, tmp_path):
-    """Chat calls are posted on our own HTTP session: the SDKs (and httpx2 under them) cost start-up
-    and CPU per call, and only batch jobs and Anthropic need them; aiohttp (0.25 s to import) serves
-    only the fake server."""
-    heavy = ('openai', 'anthropic', 'httpx2', 'aiohttp')
-    report = f"import atexit, sys; atexit.register(lambda: print(sorted(m for m in {heavy} if m in sys.modules)))"
-    argv = [cli_argv()[0], "-c", f"{report}; from personagym.cli import main; main()", "run", "--models", "openai:m",
-            "--persona", "A retired ship captain from Norway", "--questions-per-task", "1", "--tasks", "expected_action",
-            "--quiet"]
+def _loaded(server, tmp_path, *args: str) -> set[str]:
+    """The modules a `personagym ARGS` process against the fake server holds when it exits."""
+    report = "import atexit, sys; atexit.register(lambda: print(*sorted(sys.modules)))"
+    argv = [cli_argv()[0], "-c", f"{report}; from personagym.cli import main; main()", *args]
     result = subprocess.run(argv, capture_output=True, text=True, env=cli_env({"OPENAI_BASE_URL": server.base_url}),
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    return set(result.stdout.strip().splitlines()[-1].split())
+
+
+def test_a_run_on_an_openai_compatible_server_imports_no_sdk(server, tmp_path):
+    """Chat calls are posted on our own HTTP session: the SDKs (and httpx2 under them) cost start-up
+    and CPU per call, and only batch jobs and Anthropic need them; aiohttp (0.25 s to import) serves
+    only the fake server. Nor does a run import the modules of the CLI's other commands."""
+    loaded = _loaded(server, tmp_path, "run", "--models", "openai:m", "--persona", "A retired ship captain from Norway",
+                     "--questions-per-task", "1", "--tasks", "expected_action", "--quiet")
+    assert sorted(loaded & {"openai", "anthropic", "httpx2", "aiohttp"}) == []
+    assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
+
+
+def test_a_benchmark_run_imports_no_other_command_and_no_downloader(server, tmp_path, shared_benchmark):
+    """A command's module is imported when that command is invoked (personagym.cli.COMMANDS), and
+    urllib.request only when a download runs: a run pays for neither at start."""
+    loaded = _loaded(server, tmp_path, "benchmark", "--benchmark-dir", str(shared_benchmark), "--limit", "1",
+                     "--models", "openai:m", "--questions-per-task", "1", "--tasks", "expected_action", "--quiet")
+    assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
+    assert "urllib.request" not in loaded
+
+
+COMMANDS = ["alignment", "audit", "benchmark", "cache", "compare", "export", "merge", "models", "report", "run", "runs",
+            "show"]  # fmt: skip
+
+
+def test_help_lists_every_command_with_its_first_line():
+    import click
+
+    from personagym.cli import cli
+
+    listed = run_cli("--help").stdout.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == COMMANDS
+    for line in listed:
+        name, shown = line.split(maxsplit=1)
+        command = cli.get_command(click.Context(cli), name)
+        assert command.name == name and command.help.split("\n")[0].startswith(shown.removesuffix("...")), line
+
+
+def test_a_mistyped_command_is_refused_with_the_near_names():
+    import click
+
+    result = run_cli("ru")
+    assert result.returncode == 2 and "No such command 'ru'." in result.stderr
+    if hasattr(click.exceptions, "NoSuchCommand"):  # click 8.4+ names the near commands
+        assert "(Did you mean one of: 'run', 'runs'?)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "words, expected",
+    [("personagym ", COMMANDS), ("personagym ru", ["run", "runs"]), ("personagym cache ", ["clear", "stats"])],
+)
+def test_shell_completion_names_the_commands(words, expected):
+    env = {"_PERSONAGYM_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1 + words.endswith(" "))}
+    result = run_cli(env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [f"plain,{name}" for name in expected]

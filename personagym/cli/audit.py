@@ -11,14 +11,14 @@ from typing import Any
 import click
 
 from personagym import defaults
-from personagym.cli import cli, db_option, db_path, settings_from
+from personagym.cli import db_option, db_path, settings_from
 from personagym.errors import UserError
 from personagym.summary import printable
 
 SHARES = ("identification", "consistency")  # probes whose value is a share, shown as a percentage
 
 
-@cli.command("audit")
+@click.command("audit")
 @click.argument("run")
 @click.option("--judges", metavar="SPEC,SPEC", help="Judges to audit (default: the run's own); others are vetted on the run's answers.")
 @click.option("--sample", type=int, default=100, show_default=True, metavar="N", help="Questions to re-grade, in whole judge batches, stratified by task.")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from personagym.cli import cli, db_option, db_path
+from personagym.cli import db_option, db_path
 
 
-@cli.group()
+@click.group()
 def cache() -> None:
     """Inspect or clear the cache of model replies."""
 

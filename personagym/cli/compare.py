@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from personagym.cli import cli, db_option
+from personagym.cli import db_option
 from personagym.cli.results import load_results
 from personagym.errors import UserError
 from personagym.summary import printable
@@ -49,7 +49,7 @@ def _load_runs(ctx: click.Context, db: str | None, refs: tuple[str, ...]) -> lis
     ]
 
 
-@cli.command("compare")
+@click.command("compare")
 @click.argument("runs", nargs=-1, metavar="RUN RUN...")
 @db_option
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=100), help="Bootstrap resamples.")
@@ -184,7 +184,7 @@ def _dialogue_lines(talks: dict[str, Any]) -> list[str]:
     return lines
 
 
-@cli.command("alignment")
+@click.command("alignment")
 @click.argument("run")
 @click.option("--human", "human", required=True, metavar="CSV", help="Human ratings: persona, task, score columns.")
 @db_option

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from personagym.cli import cli
 
-if TYPE_CHECKING:
-    from personagym.pipeline.evaluate import Prepared
-
-
-def shard_line(prepared: "Prepared", db: str) -> str:
-    """What a shard run covers and where it goes, for --dry-run and the end of the run."""
-    assert prepared.shard is not None and prepared.positions is not None
-    k, n = prepared.shard
-    shown = ", ".join(str(p + 1) for p in prepared.positions[:6]) + (", ..." if len(prepared.positions) > 6 else "")
-    return (
-        f"shard {k}/{n}: {len(prepared.positions)} persona(s), at positions {shown} of the whole list, in {db}; "
-        f"when all {n} shards are done, join them with `personagym merge OUT.db SHARD.db...`"
-    )
-
-
-@cli.command("merge")
+@click.command("merge")
 @click.argument("out", metavar="OUT.db")
 @click.argument("shards", metavar="SHARD.db...", nargs=-1, required=True)
 @click.option("--run", "run_name", metavar="NAME", help="The shard runs to merge, if a database holds several; also the merged run's name.")

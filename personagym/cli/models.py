@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from personagym.cli import cli, settings_from
+from personagym.cli import settings_from
 
 
-@cli.group()
+@click.group()
 def models() -> None:
     """Check that models answer."""
 

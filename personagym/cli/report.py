@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from personagym.cli import cli, db_option
+from personagym.cli import db_option
 from personagym.errors import UserError
 from personagym.files import write_atomic
 
 
-@cli.command("report")
+@click.command("report")
 @click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN...]")
 @click.option("-o", "--output", metavar="FILE", required=True, help="The HTML file to write.")
 @click.option("--resamples", type=click.IntRange(min=1), default=2000, show_default=True,

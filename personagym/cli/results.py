@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from personagym.cli import cli, db_option, db_path
+from personagym.cli import db_option, db_path
 from personagym.errors import UserError
 from personagym.files import write_atomic
 
@@ -181,7 +181,7 @@ def _wrong(path: str, value: Any, wanted: str) -> str:
     return f"field {path or '(the whole file)'} is {kinds.get(type(value), type(value).__name__)}, not {wanted}"
 
 
-@cli.command("runs")
+@click.command("runs")
 @db_option
 @click.pass_context
 def runs_command(ctx: click.Context, db: str | None) -> None:
@@ -211,7 +211,7 @@ def runs_command(ctx: click.Context, db: str | None) -> None:
         )
 
 
-@cli.command("show")
+@click.command("show")
 @click.argument("run")
 @db_option
 @click.pass_context
@@ -285,7 +285,7 @@ def _cell(text: str) -> str:
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-@cli.command("export")
+@click.command("export")
 @click.argument("run")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "dialogues-csv"]), default="json", show_default=True,
               help="csv: one row per question (with -o, a run's dialogues go to FILE.dialogues.csv beside it); "

@@ -6,13 +6,16 @@ import asyncio
 import gc
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from personagym import defaults
-from personagym.cli import cli, db_option, db_path, settings_from
+from personagym.cli import db_option, db_path, settings_from
 from personagym.errors import UserError
+
+if TYPE_CHECKING:
+    from personagym.pipeline.evaluate import Prepared
 
 # Every option a run takes; the config file may set any of them by the same name (dashes or
 # underscores), and a flag given on the command line wins. Defaults are shown from personagym.defaults,
@@ -100,9 +103,7 @@ def _config(ctx: click.Context, o: dict[str, Any]):
 
 
 def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, benchmark=None) -> None:
-    from personagym.cli.merge import shard_line
     from personagym.pipeline import execute, prepare
-    from personagym.pipeline.plan import plan_lines
     from personagym.pipeline.shards import shard_db
     from personagym.summary import summary_lines
 
@@ -110,6 +111,8 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
     prepared = prepare(personas, config, benchmark, o.get("run_name"))
     db = db_path(ctx, o.get("db") or (shard_db(*prepared.shard) if prepared.shard else None))
     if o.get("dry_run"):
+        from personagym.pipeline.plan import plan_lines
+
         for line in ([shard_line(prepared, db)] if prepared.shard else []) + plan_lines(prepared, config.prices):
             click.echo(line)
         return
@@ -123,6 +126,17 @@ def _go(ctx: click.Context, o: dict[str, Any], personas: list[str] | None, bench
         sys.exit(1)
 
 
+def shard_line(prepared: "Prepared", db: str) -> str:
+    """What a shard run covers and where it goes, for --dry-run and the end of the run."""
+    assert prepared.shard is not None and prepared.positions is not None
+    k, n = prepared.shard
+    shown = ", ".join(str(p + 1) for p in prepared.positions[:6]) + (", ..." if len(prepared.positions) > 6 else "")
+    return (
+        f"shard {k}/{n}: {len(prepared.positions)} persona(s), at positions {shown} of the whole list, in {db}; "
+        f"when all {n} shards are done, join them with `personagym merge OUT.db SHARD.db...`"
+    )
+
+
 def _collect_garbage_rarely() -> None:
     """A run holds thousands of live tasks and replies, which Python's cycle collector, at its
     defaults, walks hundreds of times: about a tenth of the client's CPU per call (bench/RESULTS.md,
@@ -133,7 +147,7 @@ def _collect_garbage_rarely() -> None:
     gc.set_threshold(10_000, 50, 100)
 
 
-@cli.command("run")
+@click.command("run")
 @click.option("--persona", "personas", multiple=True, metavar="TEXT", help="A persona to evaluate (repeatable).")
 @click.option("--personas", "personas_file", metavar="FILE", help="Personas from a .txt, .json, .jsonl or .csv file.")
 @run_options
@@ -161,7 +175,7 @@ def run_command(ctx: click.Context, personas: tuple[str, ...], personas_file: st
     _go(ctx, o, texts)
 
 
-@cli.group("benchmark", invoke_without_command=True)
+@click.group("benchmark", invoke_without_command=True)
 @click.option("--benchmark-dir", metavar="DIR", help="A benchmark-v1 directory in the upstream layout (default: the downloaded copy).")
 @click.option("--limit", type=int, metavar="N", help="Only the first N personas.")
 @run_options
