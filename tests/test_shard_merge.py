@@ -220,7 +220,7 @@ async def test_a_column_added_by_a_later_migration_is_merged_too(scripted, tmp_p
     from personagym.llm import ProviderSettings
     from personagym.pipeline import evaluate
     from personagym.pipeline.evaluate import run_name_for
-    from personagym.pipeline.shards import read_shards
+    from personagym.pipeline.shard_set import read_shards
     from personagym.store import db as store_db
     from personagym.store.merge import write_merged
 

@@ -25,7 +25,8 @@ def merge_command(out: str, shards: tuple[str, ...], run_name: str | None) -> No
       personagym merge personagym.db personagym.shard-1-of-2.db personagym.shard-2-of-2.db
     """
     from personagym.pipeline.evaluate import run_name_for
-    from personagym.pipeline.shards import read_shards, shard_text
+    from personagym.pipeline.shard_set import read_shards
+    from personagym.pipeline.shards import shard_text
     from personagym.score import run_results
     from personagym.store.db import connect_read
     from personagym.store.merge import OUT_FIX, write_merged
