@@ -15,7 +15,6 @@ from typing import Any, Awaitable, Mapping, Sequence
 from personagym.method import Stage, Task
 from personagym.pipeline.answers import answer
 from personagym.pipeline.context import Context, Persona, Question
-from personagym.pipeline.dialogues import converse_all
 from personagym.pipeline.environments import select_environments
 from personagym.pipeline.examples import write_examples
 from personagym.pipeline.judging import judge_batch
@@ -37,7 +36,11 @@ async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, S
         per_task = await asyncio.gather(
             *(write_questions(ctx, persona, environments, recipe, task) for task in tasks)
         )
-    talks = [converse_all(ctx, persona, environments)] if ctx.config.dialogues else []
+    talks = []
+    if ctx.config.dialogues:
+        from personagym.pipeline.dialogues import converse_all  # loaded only by runs that talk
+
+        talks.append(converse_all(ctx, persona, environments))
     await asyncio.gather(*(evaluate_task(ctx, task, qs) for task, qs in zip(tasks, per_task) if qs), *talks)
 
 
