@@ -38,15 +38,28 @@ def canonical(value: Any) -> bytes:
 
 
 def _same_in_both(value: Any) -> bool:
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return value in _INT_RANGE
-    if kind is float:
-        return value == 0 or _SAME_FLOATS[0] <= abs(value) < _SAME_FLOATS[1]
-    if kind is list or kind is tuple:
-        return all(_same_in_both(v) for v in value)
-    if kind is dict:
-        return all(type(k) is str and _same_in_both(v) for k, v in value.items())
-    return False
+    # A loop over a stack rather than a recursion: a cache key's payload is some twenty values, and a
+    # call (and a generator) for each of them cost more than orjson's encoding of the whole prompt.
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is list or kind is tuple:
+            extend(value)
+        elif kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return False
+            extend(value.values())
+        elif kind is int:
+            if value not in _INT_RANGE:
+                return False
+        elif kind is float:
+            if not (value == 0 or _SAME_FLOATS[0] <= abs(value) < _SAME_FLOATS[1]):
+                return False
+        else:
+            return False
+    return True
