@@ -37,6 +37,7 @@ MAX_HEADER_BYTES = 64 * 2**10  # a reply's status line and headers; llhttp itsel
 _DECODED = "gzip, deflate"  # the encodings we undo, and so the only ones we accept
 HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's wait before trying a host's next address
 _OWN_HEADERS = {"host", "content-length", "transfer-encoding", "accept-encoding", "connection"}
+_READ_SIZE = 256 * 2**10  # what one read takes at most: asyncio's own size for a socket's reads
 
 
 class Oversized(Exception):
@@ -119,11 +120,18 @@ def _checked_head(method: str, target: str, authority: str, headers: tuple[tuple
         raise Broken("the request could not be sent: a header holds a character outside Latin-1") from None
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One connection, one exchange at a time: `send` writes a request and waits for the reply the
-    parser assembles from what `data_received` feeds it."""
+    parser assembles from what `buffer_updated` feeds it.
 
-    def __init__(self) -> None:
+    A buffered protocol: asyncio reads into `buffer`, which every connection of the event loop shares,
+    where for a plain protocol it makes a new 256 KB bytes object for every read, which the C library
+    maps, shrinks and unmaps, three system calls and about 20 us a reply. Sharing is safe: asyncio
+    calls get_buffer, reads and calls buffer_updated in one go, and the parser copies out what it
+    keeps before buffer_updated returns."""
+
+    def __init__(self, buffer: memoryview) -> None:
+        self.buffer = buffer
         self.max_bytes = DEFAULT_MAX_REPLY_BYTES  # set by each exchange: the cap of the session sending it
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -134,13 +142,16 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._reply is None or self._reply.done():
             self.close()  # bytes nobody asked for: the connection is not fit to reuse
             return
         self._got_bytes = True
         try:
-            self._parser.feed_data(data)
+            self._parser.feed_data(self.buffer[:nbytes])
         except httptools.HttpParserCallbackError as exc:
             self._fail(exc.__context__ if isinstance(exc.__context__, (Oversized, Broken)) else Broken(str(exc)))
         except httptools.HttpParserError as exc:
@@ -252,6 +263,7 @@ class _Pool:
     def __init__(self) -> None:
         self.idle: dict[_Origin, list[_Connection]] = {}
         self.sessions = 0
+        self.buffer = memoryview(bytearray(_READ_SIZE))  # what its connections read into (_Connection)
 
     def take(self, origin: _Origin) -> _Connection | None:
         idle = self.idle.get(origin)
@@ -303,7 +315,7 @@ class Session:
             conn = pool.take(origin)
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(origin)
+                conn = await self._connect(origin, pool.buffer)
             self._open.add(conn)
             try:
                 reply = await conn.send(head, body, self.max_bytes)
@@ -322,12 +334,12 @@ class Session:
                 self._discard(conn)
             return reply
 
-    async def _connect(self, origin: _Origin) -> _Connection:
+    async def _connect(self, origin: _Origin, buffer: memoryview) -> _Connection:
         secure = origin.scheme == "https"
         loop = asyncio.get_running_loop()
         try:
             _, conn = await loop.create_connection(
-                _Connection, origin.host, origin.port, ssl=_tls() if secure else None,
+                functools.partial(_Connection, buffer), origin.host, origin.port, ssl=_tls() if secure else None,
                 server_hostname=origin.host if secure else None, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
             )
         except (OSError, ssl.CertificateError) as exc:  # refused, unknown host, unreachable, TLS refused
