@@ -88,8 +88,8 @@ class _Origin:
             return False
         return True
 
-    @property
-    def authority(self) -> str:  # the Host header
+    @functools.cached_property
+    def authority(self) -> str:  # the Host header, asked for by every exchange
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
