@@ -1,20 +1,21 @@
-"""JSON for the two encodings every call makes, its cache key and its request body, and for reading
-its reply.
+"""JSON for the two encodings every call makes, its cache key and its request body, and for its reply.
 
-Both hold the whole prompt (a judge's runs to 20 KB and more), and the standard library's encoder
-spent 100-170 microseconds on each of a judge's; orjson spends about 5 (bench/RESULTS.md, "CPU per
-call"). The cache key must stay byte for byte what it was, or every cached reply would be lost: orjson
-writes every string exactly as `json.dumps(..., ensure_ascii=False)` does (checked for every code
-point in tests/test_jsonbytes.py) and every float of magnitude from 1e-4 to 1e16, or zero, as `repr`
-does. Outside that range versions differ from Python (0.00001 for 1e-05; 3.10 writes 1e16 for
-1e+16), so a payload holding such a number, any other kind of value, or an int orjson cannot hold
-goes to the standard library, which stays the definition.
+The key and the body both hold the whole prompt (a judge's runs to 20 KB and more), and the standard
+library's encoder spent 100-170 microseconds on each of a judge's; orjson spends about 5
+(bench/RESULTS.md, "CPU per call"). The cache key must stay byte for byte what it was, or every
+cached reply would be lost: orjson writes every string exactly as
+`json.dumps(..., ensure_ascii=False)` does (checked for every code point in tests/test_jsonbytes.py) and every float
+of magnitude from 1e-4 to 1e16, or zero, as `repr` does. Outside that range versions differ from
+Python (0.00001 for 1e-05; 3.10 writes 1e16 for 1e+16), so a payload holding such a number, any
+other kind of value, or an int orjson cannot hold goes to the standard library, which stays the
+definition.
 
-A reply is read by orjson too (10 us a chat completion with the standard library, under 5 here), and
-`loads` returns what `json.loads` would. orjson reads every JSON document it accepts as the standard
-library does except for integers beyond 64 bits, which it makes floats: a reply holding a run of 19
-digits or more anywhere (the shortest such integer has 19) goes to the standard library, as does one
-orjson refuses (NaN, a lone surrogate, a byte-order mark, UTF-16), which then raises what it raised.
+A reply is read by orjson too (a chat completion took 10-15 us with the standard library, about half
+that here), and `loads` returns what `json.loads` would. orjson reads every JSON document it accepts
+as the standard library does except for integers beyond 64 bits, which it makes floats: a reply
+holding a run of 19 digits or more anywhere (the shortest such integer has 19) goes to the standard
+library, as does one orjson refuses (NaN, a lone surrogate, a byte-order mark, UTF-16), which then
+raises what it raised.
 """
 
 from __future__ import annotations
