@@ -73,3 +73,28 @@ def test_a_body_is_the_same_json_and_never_fails_where_the_standard_library_woul
     assert json.loads(jsonbytes.body(value)) == value
     huge = {"seed": 2**70, "messages": [{"content": "lone \ud800 surrogate"}]}  # orjson refuses both
     assert json.loads(jsonbytes.body(huge)) == huge
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"choices": [{"message": {"content": "Zo\\u00eb \\ud83d\\ude00 \xe6\x9d\xb1"}}], "usage": {"prompt_tokens": 12}}',
+     b'[18446744073709551615, -9223372036854775808, 0, -0, -0.0, 1e-400, 0.1, 2.5e-07, 1E5]',
+     b'{"a": 1, "b": 2, "a": 3}', b' [1.0000000000000002, 123456789.123] ',
+     # orjson makes floats of these integers, or refuses these documents: the standard library reads them
+     b'18446744073709551616', b'[-9223372036854775809]', b'{"n": 123456789012345678901234567890}', b'NaN',
+     b'[Infinity, -Infinity]', b'1e400', b'"lone \\ud800 surrogate"', b'\xef\xbb\xbf{"bom": 1}',
+     '{"utf": 16}'.encode("utf-16"), b'"a digit run 12345678901234567890 in a string"'],
+)
+def test_a_reply_reads_as_the_standard_library_reads_it(data):
+    expected = json.loads(data)
+    got = jsonbytes.loads(data)
+    assert repr(got) == repr(expected) and type(got) is type(expected)
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b'{"a": 1}x', b'[1, 2,]', b'"\x01"', b'"\xff"', b"[" * 5000])
+def test_a_reply_that_is_not_json_fails_as_with_the_standard_library(data):
+    with pytest.raises(Exception) as expected:
+        json.loads(data)
+    with pytest.raises(Exception) as got:
+        jsonbytes.loads(data)
+    assert type(got.value) is type(expected.value) and str(got.value) == str(expected.value)

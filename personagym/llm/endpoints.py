@@ -126,6 +126,12 @@ class ModelGate:
     waiters: deque = field(default_factory=deque)
 
     def pick(self) -> Endpoint | None:
+        if len(self.endpoints) == 1:
+            # Most models have one endpoint: nothing to choose, and health makes no difference (a
+            # lone endpoint that is out is used all the same, as the general case below would do).
+            # This runs for every call and again at every release while calls wait.
+            e = self.endpoints[0]
+            return e if e.in_flight < e.cap and e.server.has_room() else None
         now = time.monotonic()
         free = [e for e in self.endpoints if e.in_flight < e.cap and e.server.has_room()]
         healthy = [e for e in free if e.server.healthy(now)]

@@ -9,7 +9,7 @@ import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, ContextManager, Iterator
 from urllib.parse import quote
 
 from personagym.errors import UserError
@@ -25,8 +25,7 @@ _BUSY_SECONDS = 10  # how long any statement waits for another process's write l
 DB_FIX = "pass --db with the path of a personagym database or of a new file"
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection) -> ContextManager[sqlite3.Connection]:
     """A write transaction on an autocommit connection: all of the block's writes or none.
 
     IMMEDIATE takes the write lock at the start, so a transaction that read something never finds
@@ -38,20 +37,43 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     records the call that produced them), the block joins it: the outer one commits or rolls back.
     Transactions here never span an await, so an open one is always the caller's own.
     """
-    if conn.in_transaction:
-        yield conn
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already (a failed COMMIT, a full disk)
+    return _Transaction(conn)
+
+
+class _Transaction:
+    """`transaction` as a class: every call opens one (or two, joined), and a generator-based
+    context manager cost 1.5-2.5 us of its own each time, a class 0.7."""
+
+    __slots__ = ("conn", "outer")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return self.conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if not self.outer:
+            return  # joined: the outer transaction commits or rolls back
+        if kind is None:
             try:
-                conn.execute("ROLLBACK")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._roll_back()
+                raise
+        else:
+            self._roll_back()  # and the exception goes on
+
+    def _roll_back(self) -> None:
+        if self.conn.in_transaction:  # SQLite may have rolled back already (a failed COMMIT, a full disk)
+            try:
+                self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the connection is broken; the error that brought us here says more
-        raise
 
 
 def connect(path: str | Path, *, create: bool = True, label: str = "--db", fix: str = DB_FIX) -> sqlite3.Connection:

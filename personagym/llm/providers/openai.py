@@ -14,7 +14,6 @@ from OPENAI_BASE_URL (resolved with the settings).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import urllib.parse
 from typing import Any, Mapping
@@ -83,7 +82,7 @@ class OpenAIProvider:
         with http_errors(self.where):
             status, headers, content = await self.session.exchange("POST", self.url, self.headers, body)
             raise_for_status(status, headers, content)
-            data = json.loads(content)
+            data = jsonbytes.loads(content)
         return parse_completion(data, shape if request.schema is not None else None, rate_headers(headers))
 
     async def aclose(self) -> None:
