@@ -7,7 +7,7 @@ Each run is `personagym benchmark` on the first 20 benchmark-v1 personas (a chil
 database, so nothing comes from the cache) against the fake server in a process of its own that answers
 at once and refuses nothing. The figure is the child's CPU time (user + system, from wait4) divided by
 the calls the server answered, start-up included, as the issue measured it (2.2 ms a call then), and
-what a further call costs: the slope between this run and one of a single persona (16 calls), which
+what a further call costs: the slope between this run and one of a single persona (84 calls), which
 also gives the start-up alone (imports, database, preflight). With --profile the last run writes a cProfile of the CLI to that file.
 """
 
