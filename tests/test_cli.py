@@ -134,11 +134,13 @@ def _loaded(server, tmp_path, *args: str) -> set[str]:
 def test_a_run_on_an_openai_compatible_server_imports_no_sdk(server, tmp_path):
     """Chat calls are posted on our own HTTP session: the SDKs (and httpx2 under them) cost start-up
     and CPU per call, and only batch jobs and Anthropic need them; aiohttp (0.25 s to import) serves
-    only the fake server. Nor does a run import the modules of the CLI's other commands."""
+    only the fake server; pydantic (0.2 s with the models built on it) is not how replies are read
+    any more. Nor does a run import the modules of the CLI's other commands, nor dialogues or merging."""
     loaded = _loaded(server, tmp_path, "run", "--models", "openai:m", "--persona", "A retired ship captain from Norway",
                      "--questions-per-task", "1", "--tasks", "expected_action", "--quiet")
-    assert sorted(loaded & {"openai", "anthropic", "httpx2", "aiohttp"}) == []
+    assert sorted(loaded & {"openai", "anthropic", "httpx2", "aiohttp", "pydantic"}) == []
     assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
+    assert sorted(loaded & {"personagym.pipeline.dialogues", "personagym.store.merge", "personagym.pipeline.shard_set"}) == []
 
 
 def test_a_benchmark_run_imports_no_other_command_and_no_downloader(server, tmp_path, shared_benchmark):
