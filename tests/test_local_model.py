@@ -58,12 +58,10 @@ async def test_random_draws_are_reproducible():
 
 
 def _pet_request(temperature: float, seed: int = 7) -> dict:
-    from personagym.llm.providers.base import schema_of
-
     return {
         "messages": [{"role": "user", "content": "Describe a pet dog as JSON with its name and number of legs."}],
         "temperature": temperature, "max_tokens": 96, "seed": seed,
-        "response_format": {"type": "json_object", "schema": schema_of(Pet)},
+        "response_format": {"type": "json_object", "schema": json_schema(Pet)},
     }
 
 

@@ -16,8 +16,9 @@ from typing import Any, Mapping
 import anthropic
 
 from personagym.errors import ConfigError
+from personagym.llm.jsonschema import json_schema
 from personagym.llm.providers import fields
-from personagym.llm.providers.base import rate_headers, schema_of, sdk_errors
+from personagym.llm.providers.base import rate_headers, sdk_errors
 from personagym.llm.providers.sdk_http import http_client
 from personagym.llm.sampling import PROVIDER_DEFAULT
 from personagym.llm.spec import ProviderSettings, public_url, register_settings
@@ -87,7 +88,7 @@ def request_body(model: str, request: Request) -> dict[str, Any]:
     if system:
         body["system"] = system
     if request.schema is not None:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": anthropic.transform_schema(schema_of(request.schema))}}
+        body["output_config"] = {"format": {"type": "json_schema", "schema": anthropic.transform_schema(json_schema(request.schema))}}
     if request.extra_body:
         body.update(request.extra_body)
     return body

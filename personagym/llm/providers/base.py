@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping, Protocol
 
 from personagym import secrets
-from personagym.llm.jsonschema import json_schema
 from personagym.llm.providers.transport import Broken, ConnectFailed, Oversized
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -34,11 +33,6 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         ...
-
-
-def schema_of(reply_type: Any) -> dict[str, Any]:
-    """The JSON schema of a reply type, built once per type. Callers must not change the dict."""
-    return json_schema(reply_type)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

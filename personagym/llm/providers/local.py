@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from personagym.errors import ConfigError
-from personagym.llm.providers.base import schema_of
+from personagym.llm.jsonschema import json_schema
 from personagym.llm.spec import ProviderSettings
 from personagym.llm.types import Cause, ProviderError, Reply, Request
 
@@ -98,7 +98,7 @@ class LocalProvider:
             params["top_p"] = s.top_p
         if request.schema is not None:
             # llama.cpp compiles this schema to a grammar; it ignores OpenAI's json_schema shape.
-            params["response_format"] = {"type": "json_object", "schema": bounded(schema_of(request.schema))}
+            params["response_format"] = {"type": "json_object", "schema": bounded(json_schema(request.schema))}
         with self._run_lock:
             llm = self._llama()
             # Reusing the previous prompt's KV cache changes the floating-point path, and with it

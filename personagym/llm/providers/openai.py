@@ -20,8 +20,9 @@ from typing import Any, Mapping
 
 from personagym.errors import ConfigError
 from personagym.llm import jsonbytes
+from personagym.llm.jsonschema import json_schema
 from personagym.llm.providers import fields
-from personagym.llm.providers.base import http_errors, raise_for_status, rate_headers, schema_of
+from personagym.llm.providers.base import http_errors, raise_for_status, rate_headers
 from personagym.llm.providers.transport import Session
 from personagym.llm.sampling import PROVIDER_DEFAULT, honours_sampling
 from personagym.llm.spec import ProviderSettings, public_url, register_settings
@@ -118,7 +119,7 @@ def request_body(model: str, base_url: str | None, request: Request, shape: Shap
     s = request.sampling
     messages = request.messages
     if request.schema is not None and shape is Shape.PROMPT:
-        messages = _with_instructions(messages, prompt_instructions(schema_of(request.schema)))
+        messages = _with_instructions(messages, prompt_instructions(json_schema(request.schema)))
     params: dict[str, Any] = {
         "model": model,
         "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -133,7 +134,7 @@ def request_body(model: str, base_url: str | None, request: Request, shape: Shap
     if s.seed is not None:
         params["seed"] = s.seed
     if request.schema is not None:
-        params.update(body_fields(shape, request.schema.__name__, schema_of(request.schema)))
+        params.update(body_fields(shape, request.schema.__name__, json_schema(request.schema)))
     if request.extra_body:
         params.update(request.extra_body)
     return params
