@@ -17,8 +17,7 @@ from collections import Counter, defaultdict
 from statistics import fmean
 from typing import Any
 
-import orjson
-
+from personagym.llm import jsonbytes
 from personagym.llm.types import CallRecord
 from personagym.llm.usage import PriceTable, Usage
 from personagym.method import get_task
@@ -66,7 +65,7 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
         (run.id,),
     ):
         if recipes.get(task) == recipe:
-            example_rows[qid] = {int(k): v for k, v in _examples(ex).items()}
+            example_rows[qid] = {int(k): v for k, v in jsonbytes.loads(ex.encode()).items()}  # one per question
     failures = conn.execute(
         "SELECT stage, persona_id, task, question_id, model, cause, detail FROM failures WHERE run_id = ? ORDER BY id",
         (run.id,),
@@ -206,16 +205,6 @@ def run_results(store: RunStore, run: RunRow, prices: PriceTable | None = None) 
     if audit is not None:
         results["audit"] = audit
     return results
-
-
-def _examples(text: str) -> dict[str, str]:
-    """A stored set of score examples: json.dumps of {level: text}, strings only, which orjson reads
-    exactly as the standard library does, three times as fast (a run reads one per question). What
-    orjson refuses (an escaped lone surrogate, say) the standard library reads as it always has."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 def run_usage(store: RunStore, run_id: int, prices: PriceTable | None = None) -> Usage:
