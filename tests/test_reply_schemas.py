@@ -56,3 +56,16 @@ def test_a_type_the_writer_does_not_know_is_refused_at_first_use():
     Odd = msgspec.defstruct("Odd", [("when", float)])
     with pytest.raises(TypeError, match="no JSON schema"):
         json_schema(Odd)
+
+
+def test_questions_must_be_exactly_n_and_distinct():
+    """The rule a written question set is held to (pipeline/questions.py): a repeat, even in other
+    case or spacing, or a count other than n, makes the reply invalid, so it is asked again."""
+    from personagym.llm.reading import parse_structured
+
+    three = questions_schema(3)
+    assert parse_structured(three, '{"questions": ["A?", "B?", "C?"]}').questions == ["A?", "B?", "C?"]
+    for bad in ('{"questions": ["Where now?", "B?", "where  NOW?"]}', '{"questions": ["A?", "B?"]}',
+                '{"questions": ["A?", "B?", "C?", "D?"]}'):
+        with pytest.raises(msgspec.ValidationError):
+            parse_structured(three, bad)
