@@ -11,6 +11,7 @@ from personagym.llm import Gateway, Limits, Request, RetryPolicy
 from personagym.llm import endpoints as endpoints_module
 from personagym.llm.limits import AdaptiveLimit
 from personagym.llm.spec import ProviderSettings
+from personagym.llm.types import Cause
 from personagym.testing import FakeServer
 
 RETRY = RetryPolicy(max_attempts=6, max_total_seconds=30, timeout=5, backoff_base=0.01, backoff_max=0.05)
@@ -50,6 +51,55 @@ def test_a_server_with_no_known_limit_starts_small_and_grows_by_half_each_round_
     assert sum(limit.succeeded() for _ in range(19)) == 1  # one more per round trip now
 
 
+def test_a_refusal_of_a_call_written_behind_our_count_drops_the_limit_halfway_to_what_was_written():
+    limit = AdaptiveLimit(ceiling=100, start=48)
+    limit.refused(48, epoch=0, written=33)  # 15 of our 48 were still in our hands
+    assert limit.limit == 39
+    limit.refused(40, epoch=limit.epoch, written=33)
+    assert limit.limit == 35  # the gap halves with each refusal, rather than shrinking by one
+    limit.refused(33, epoch=limit.epoch, written=33)  # all written: the server took 32
+    assert limit.limit == 32
+
+
+async def test_a_server_nobody_has_heard_from_gets_the_calls_the_user_allows_at_once():
+    with FakeServer(latency=0.3) as server:
+        async with gateway(server.base_url, concurrency=32) as gw:
+            started = time.monotonic()
+            await asyncio.gather(*(gw.complete("openai:m", ask(i)) for i in range(32)))
+            took = time.monotonic() - started
+        assert server.stats.max_in_flight_seen == 32  # from 16, the rest would wait for answers
+    assert took < 0.55, took  # one round trip, not two
+    async with gateway(server.base_url, concurrency=4) as gw:
+        gw.model("openai:m")
+        assert gw.dispatcher.servers[server.base_url].limit.limit == endpoints_module.SLOW_START  # never fewer
+    limit = AdaptiveLimit(ceiling=1000, start=16)
+    limit.succeeded()
+    limit.expect(64)  # the server has answered: what it teaches decides from here
+    assert limit.limit == 16
+
+
+async def test_calls_count_as_sent_in_the_order_they_are_written_not_handed_their_slots():
+    # At a run's opening each call of the first burst waits for a connection of its own, and they
+    # open in any order: the server sees the calls in the order they are written.
+    with FakeServer(latency=0.0) as server:
+        async with gateway(server.base_url, concurrency=3) as gw:
+            model = gw.model("openai:m")
+            dispatcher = gw.dispatcher
+            first, second, third = [await dispatcher.acquire(model.gate, 10) for _ in range(3)]
+            assert [s.in_flight_when_sent for s in (first, second, third)] == [1, 2, 3]
+            for slot in (third, second, first):
+                slot.on_write()
+            assert [s.written for s in (first, second, third)] == [3, 2, 1]
+            assert first.in_flight_when_sent == 3  # it reached a server already holding two
+            server_limit = dispatcher.servers[server.base_url].limit
+            server_limit.limit = 3
+            dispatcher.done(first, Cause.RATE_LIMITED)  # refused: the server took the two before it
+            assert server_limit.limit == 2  # judged by its slot, the 1st handed, it would be 1 (a collapse)
+            for slot in (second, third):
+                dispatcher.done(slot, None)
+            assert dispatcher.servers[server.base_url].written == 0
+
+
 async def test_the_gateway_learns_the_servers_limit_without_a_storm_of_429s():
     with FakeServer(latency=0.02, max_in_flight=8, retry_after_default="0.05") as server:
         async with gateway(server.base_url, concurrency=32) as gw:
@@ -57,10 +107,10 @@ async def test_the_gateway_learns_the_servers_limit_without_a_storm_of_429s():
             learned = gw.dispatcher.servers[server.base_url].limit.limit
         stats = server.stats
     assert len(done) == 600
-    # A server that has not answered yet gets SLOW_START calls (16), of which 8 are refused at
+    # A server that has not answered yet gets the 32 calls the user allows, of which 24 are refused at
     # once; after that only the probes above the learned limit are, 1, 2, 4, 8 and then 16 round trips
     # apart (about 75 round trips here).
-    assert stats.rejected <= 8 + 9, stats.rejected
+    assert stats.rejected <= 24 + 9, stats.rejected
     assert learned in (8, 9)
     assert stats.max_in_flight_seen == 8
 

@@ -37,7 +37,7 @@ from personagym.llm.types import Cause
 _SERVER_FAULTS = {Cause.CONNECTION, Cause.SERVER_ERROR, Cause.TIMEOUT, Cause.MALFORMED_RESPONSE}
 COOL_DOWN_FIRST = 5.0
 COOL_DOWN_MAX = 120.0
-SLOW_START = 16  # calls in flight at a server before it has answered any
+SLOW_START = 16  # calls in flight at a server before it has answered any (or more: Dispatcher.gate)
 LEARNING = 0.2  # weight of each reply in the running token ratios (Endpoint.learn)
 FAULTS_TO_TAKE_OUT = 2  # one refused connection, or two other faults in a row
 
@@ -49,7 +49,8 @@ class Server:
     url: str
     limit: AdaptiveLimit = field(default_factory=lambda: AdaptiveLimit(sys.maxsize, start=SLOW_START))
     pacer: Pacer = field(default_factory=Pacer)
-    in_flight: int = 0
+    in_flight: int = 0  # calls handed a slot here and not yet done
+    written: int = 0  # of those, the ones whose request has been written (Slot.on_write)
     faults: int = 0  # consecutive
     out_until: float = 0.0
     cool_down: float = 0.0  # the last one; doubles while the server keeps failing
@@ -69,7 +70,7 @@ class Server:
             if cause is not Cause.RATE_LIMITED:
                 self.limit.succeeded()
             elif not paced:
-                self.limit.refused(slot.in_flight_when_sent, slot.epoch)
+                self.limit.refused(slot.in_flight_when_sent, slot.epoch, slot.written)
             self.faults = 0
             self.cool_down = 0.0
         elif pooled:  # a lone server is never taken out: there is nowhere else to go
@@ -151,6 +152,20 @@ class Slot:
     epoch: int  # of the server's learned limit when the call was sent
     estimate: tuple[int, int] = (0, 0)  # our estimate of the call's tokens, and its max_tokens
     charged: dict[str, float] | None = None  # what the server's pacer was charged for it
+    written: int | None = None  # calls written to the server when this one was, itself included
+
+    def on_write(self) -> None:
+        """Its request is about to be written: from now the server may hold it. Calls are written in
+        the order the server receives them, which at a run's opening is not the order slots were
+        handed out in (each call of the first burst waits for a connection of its own, and they open
+        in any order): a call handed the 9th slot can arrive 40th, and its refusal, judged by the 9,
+        dropped the limit to 8 at a server that takes 32 (a run 10% slower). So a call counts as
+        sent with at least as many in flight as were written before it, itself included."""
+        if self.written is None:
+            server = self.endpoint.server
+            server.written += 1
+            self.written = server.written
+            self.in_flight_when_sent = max(self.in_flight_when_sent, self.written)
 
 
 class Dispatcher:
@@ -171,6 +186,11 @@ class Dispatcher:
             Endpoint(self.server(url), p, ModelLimiter(limits), min(limits.concurrency, p.max_concurrency or sys.maxsize))
             for url, p in providers
         ]
+        for e in endpoints:
+            # Until a server has answered, it gets as many calls as the user lets one model have in
+            # flight (at least SLOW_START): a user who asks for 64 at a server that takes 64 should not
+            # spend the opening climbing there from 16.
+            e.server.limit.expect(e.cap)
         gate = ModelGate(name, endpoints)
         self.gates.append(gate)
         return gate
@@ -261,6 +281,8 @@ class Dispatcher:
     def _release(self, slot: Slot) -> None:
         slot.endpoint.in_flight -= 1
         slot.endpoint.server.in_flight -= 1
+        if slot.written is not None:
+            slot.endpoint.server.written -= 1
         # The freed room may serve any model that shares the server; take turns, so no model's
         # queue starves the others while a server is at its limit.
         self._turn = (self._turn + 1) % len(self.gates)

@@ -25,7 +25,7 @@ from personagym.llm.batch.runner import Batcher
 from personagym.llm.cache import Cache, cache_key
 from personagym.llm.endpoints import Dispatcher, ModelGate
 from personagym.llm.limits import Limits
-from personagym.llm.providers import make_provider
+from personagym.llm.providers import make_provider, transport
 from personagym.llm.providers.base import Provider
 from personagym.llm.reading import accept, parse_reply, with_feedback
 from personagym.llm.spec import ModelSpec, ProviderSettings, parse_spec, split_urls
@@ -311,6 +311,7 @@ class Gateway:
     async def _online(self, model: BoundModel, request: Request, estimated_tokens: int) -> Reply:
         slot = await self.dispatcher.acquire(model.gate, estimated_tokens, request.sampling.max_tokens)
         timeout = self.retry.timeout
+        writing = transport.on_write.set(slot.on_write)
         try:
             reply = await _within(timeout, slot.endpoint.provider.generate(request))
         except asyncio.TimeoutError:
@@ -322,6 +323,8 @@ class Gateway:
         except BaseException:
             self.dispatcher.abandon(slot)  # cancelled: the endpoint did nothing wrong
             raise
+        finally:
+            transport.on_write.reset(writing)
         self.dispatcher.done(slot, None, reply.headers, (reply.prompt_tokens, reply.completion_tokens))
         return reply
 

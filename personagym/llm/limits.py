@@ -49,10 +49,11 @@ class AdaptiveLimit:
 
     - Until the first refusal the limit grows by one every two answers: half again each round trip,
       so the opening overshoots the server's limit by a half at most, not by a doubling.
-    - A 429 for a call sent with n in flight says the server took n - 1: the limit drops straight
-      there (the refusal tells the size; halving as in TCP would throw half the throughput away).
-      Refusals of calls sent before that drop are the same event: they lower nothing more, and the
-      room each frees is not reused until an answer comes back.
+    - A 429 for a call sent with n in flight says the server took n - 1 at most: the limit drops
+      straight there, or, when fewer than n had been written to the server, halfway down to those
+      (`refused`; the refusal tells the size, where halving as in TCP would throw half the
+      throughput away). Refusals of calls sent before that drop are the same event: they lower
+      nothing more, and the room each frees is not reused until an answer comes back.
     - Below the level last refused the limit climbs one per round trip (once `limit` answers have
       come back), so a drop, whatever caused it, is undone within as many round trips as it cost.
     - From that level up, each step is a probe that waits 1, 2, 4 ... 16 round trips: twice as long
@@ -77,6 +78,13 @@ class AdaptiveLimit:
         self._last_refused: int | None = None
         self._acks = 0
         self.debt = 0  # refusals of calls sent before the last drop, not yet made up by answers
+        self.heard = False  # an answer or a refusal has come back
+
+    def expect(self, calls: int) -> None:
+        """Allow `calls` at once from the start, if more than the start given, until an answer or a
+        refusal has come back."""
+        if not self.heard:
+            self.limit = min(max(self.limit, calls), self.ceiling)
 
     def room(self, in_flight: int) -> bool:
         """Whether one more call may go with `in_flight` at the server. A refusal of a call sent before
@@ -86,6 +94,7 @@ class AdaptiveLimit:
 
     def succeeded(self) -> bool:
         """Count an answer; True if the limit rose (so waiting callers may go)."""
+        self.heard = True
         if self.debt:
             self.debt -= 1
         if self.limit >= self.ceiling:
@@ -107,14 +116,21 @@ class AdaptiveLimit:
         self.limit += 1
         return True
 
-    def refused(self, in_flight_when_sent: int, epoch: int | None = None) -> None:
+    def refused(self, in_flight_when_sent: int, epoch: int | None = None, written: int | None = None) -> None:
         """Count a 429 for a call sent with that many in flight (itself included), during `epoch`
-        (None: judge it whenever it was sent)."""
+        (None: judge it whenever it was sent). `written`, when known: how many of those had been
+        written to the server by then, itself included. The server held no more than that (the rest
+        were in our hands: calls handed a slot but not yet written, answers not yet read), yet the
+        limit is kept on our count, which in a steady run stays a call or two above the server's:
+        cut to `written`, a server of 32 held 30.4 on average. Cut to n - 1, a busy client's count ran
+        15 ahead of the server's at a run's opening, and the limit came down one refusal per round
+        trip, 48 to 33 in 3 s. So the cut goes halfway between the two: each refusal halves the gap."""
+        self.heard = True
         n = in_flight_when_sent
         if epoch is not None and epoch != self.epoch:
             self.debt += 1
             return
-        cut = max(1, n - 1)
+        cut = max(1, (n + min(n, written or n)) // 2 - 1)  # == n - 1 when all were written
         if cut >= self.limit:
             return
         last = self._last_refused

@@ -20,6 +20,7 @@ cap. Credentials in a URL are never sent: the key goes in the header its API rea
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import ipaddress
 import ssl
@@ -37,6 +38,11 @@ DEFAULT_MAX_REPLY_BYTES = 16 * 2**20
 MAX_HEADER_BYTES = 64 * 2**10  # a reply's status line and headers; llhttp itself sets no bound
 _DECODED = "gzip, deflate"  # the encodings we undo, and so the only ones we accept
 HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's wait before trying a host's next address
+#: Called (in the task making the call) just before its request is written: the gateway counts the
+#: calls a server can be holding from that moment, in the order the server receives them
+#: (personagym.llm.endpoints). A write to a new connection waits for it to open, so calls counted in
+#: one order can reach the server in another.
+on_write: contextvars.ContextVar[Any] = contextvars.ContextVar("on_write", default=None)
 _OWN_HEADERS = {"host", "content-length", "transfer-encoding", "accept-encoding", "connection"}
 _READ_SIZE = 256 * 2**10  # what one read takes at most: asyncio's own size for a socket's reads
 
@@ -239,6 +245,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._chunks: list[bytes] = []
         self._size, self._decoder = 0, None
         assert self.transport is not None
+        written = on_write.get()
+        if written is not None:
+            written()
         self.transport.write(head + body if body else head)
         return await self._reply
 
