@@ -121,6 +121,17 @@ def test_tampered_questions_file(copy, shared):
     assert victim.name in message and "corrupt or modified" in message and "download" in message
 
 
+def test_a_limited_load_reads_and_checks_only_the_personas_it_keeps(copy, shared):
+    assert load_benchmark(copy, limit=3) == shared.limit(3)
+    victim = copy / "questions" / f"{shared.personas[7]}.json"
+    victim.write_text(victim.read_text(encoding="utf-8").replace("?", "!", 1), encoding="utf-8")
+    assert load_benchmark(copy, limit=7) == shared.limit(7)  # the 8th is not read
+    assert victim.name in error_of(load_benchmark, copy, 8)
+    assert "--limit" in error_of(load_benchmark, copy, 0)
+    (copy / "personas.json").write_text('["A hacker"]', encoding="utf-8")
+    assert "personas.json" in error_of(load_benchmark, copy, 1)  # the list itself is always checked
+
+
 def test_tampered_personas_json(copy):
     (copy / "personas.json").write_text('["A hacker"]', encoding="utf-8")
     message = error_of(load_benchmark, copy)

@@ -198,10 +198,10 @@ def benchmark_command(ctx: click.Context, benchmark_dir: str | None, limit: int 
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
     where = Path(benchmark_dir or ctx.obj["config"].get("benchmark_dir") or default_benchmark_dir())
-    bench = load_benchmark(where)
+    bench = load_benchmark(where, limit)
     if o.get("rubrics") == "upstream" and not o.get("rubrics_dir"):
         o["rubrics_dir"] = str(where / "upstream-method")  # downloaded beside the benchmark's questions
-    _go(ctx, o, None, bench.limit(limit))
+    _go(ctx, o, None, bench)
 
 
 @benchmark_command.command("download")
