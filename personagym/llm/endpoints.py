@@ -175,6 +175,7 @@ class Dispatcher:
         self.servers: dict[str, Server] = {}
         self.gates: list[ModelGate] = []
         self._turn = 0
+        self.handed_on = False  # whether the last release gave its room to a waiting call
 
     def server(self, url: str) -> Server:
         if url not in self.servers:
@@ -286,6 +287,7 @@ class Dispatcher:
         # The freed room may serve any model that shares the server; take turns, so no model's
         # queue starves the others while a server is at its limit.
         self._turn = (self._turn + 1) % len(self.gates)
+        self.handed_on = False
         for gate in self.gates[self._turn :] + self.gates[: self._turn]:
             while gate.waiters:
                 if gate.waiters[0].done():  # cancelled while waiting
@@ -295,6 +297,7 @@ class Dispatcher:
                 if endpoint is None:
                     break
                 gate.waiters.popleft().set_result(self._take(gate, endpoint))
+                self.handed_on = True
 
 
 def _spent(tokens: tuple[int, int] | None) -> dict[str, float]:

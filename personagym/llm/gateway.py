@@ -326,6 +326,13 @@ class Gateway:
         finally:
             transport.on_write.reset(writing)
         self.dispatcher.done(slot, None, reply.headers, (reply.prompt_tokens, reply.completion_tokens))
+        if self.dispatcher.handed_on:
+            # The room went to a waiting call, which writes its request when its task next runs:
+            # after this reply is validated and recorded (a commit), unless this task steps aside
+            # first. Stepping aside, a handed slot's request went out 0.3 ms after it was handed
+            # (median; 2.5 ms at the 90th percentile) instead of 1.1 ms (5.9), and a server full
+            # at 32 held 30.7-31.1 calls on average instead of 30.4-30.9 (the 20-persona in-flight bench).
+            await asyncio.sleep(0)
         return reply
 
     async def aclose(self) -> None:
