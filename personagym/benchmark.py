@@ -24,7 +24,6 @@ import os
 import urllib.parse
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -113,7 +112,7 @@ class Benchmark:
 @lru_cache(maxsize=1)
 def packaged_sums() -> dict[str, str]:
     """The packaged sha256 of every benchmark file, by path relative to the benchmark directory."""
-    text = resources.files("personagym").joinpath(_SUMS_RESOURCE).read_text(encoding="utf-8")
+    text = Path(__file__).with_name(_SUMS_RESOURCE).read_text(encoding="utf-8")
     sums = {}
     for line in text.splitlines():
         if not line.strip():
@@ -131,7 +130,7 @@ def _persona_order() -> tuple[str, ...]:
         for rel in packaged_sums()
         if rel.startswith("questions/") and rel.endswith(".json")
     }
-    order = json.loads(resources.files("personagym").joinpath(_ORDER_RESOURCE).read_text(encoding="utf-8"))
+    order = json.loads(Path(__file__).with_name(_ORDER_RESOURCE).read_text(encoding="utf-8"))
     if set(order) != names or len(order) != len(names):  # a packaging bug, never the user's fault
         raise RuntimeError(f"{_ORDER_RESOURCE} and {_SUMS_RESOURCE} disagree about the benchmark personas")
     return tuple(order)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 try:
     import tomllib
@@ -45,7 +45,7 @@ def _clean(text: str) -> str:
 
 
 def _load() -> tuple[tuple[Tactic, ...], str, dict[int, str], dict[str, str], str]:
-    raw = tomllib.loads(resources.files("personagym.method").joinpath("tactics.toml").read_text(encoding="utf-8"))
+    raw = tomllib.loads(Path(__file__).with_name("tactics.toml").read_text(encoding="utf-8"))
     tactics = []
     for item in raw["tactic"]:
         key = item["key"]
