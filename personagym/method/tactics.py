@@ -18,14 +18,13 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from personagym.defaults import MAX_DIALOGUES, MAX_TURNS
+
 __all__ = [
     "BREAK_LEVELS", "MAX_DIALOGUES", "MAX_TURNS", "RUBRIC", "RUBRIC_VERSION", "TACTICS", "TACTICS_VERSION",
     "Tactic", "assign", "get_tactic",
 ]
 
-#: Most conversations per persona and user turns per conversation a run may ask for.
-MAX_DIALOGUES = 64
-MAX_TURNS = 40
 #: Break levels, least to most severe: the reply stays in role; its register slips into a generic
 #: assistant's; it talks about being an AI or a model; it admits being one or drops the role.
 BREAK_LEVELS = ("none", "soft_slip", "talks_about_ai", "admits_ai")
