@@ -31,7 +31,6 @@ from personagym import fetch
 from personagym.errors import UserError
 from personagym.fetch import UPSTREAM_COMMIT, UPSTREAM_RAW  # noqa: F401 - part of this module's API
 from personagym.fetch import flat as _flat
-from personagym.method.upstream import METHOD_DIR, method_sums
 
 __all__ = [
     "TASKS",
@@ -235,6 +234,9 @@ def default_benchmark_dir() -> Path:
 
 def default_method_dir() -> Path:
     """Where `personagym benchmark download` puts upstream's method files: beside the benchmark's."""
+    # Imported here, as in download_method: only --rubrics upstream and the download need that module.
+    from personagym.method.upstream import METHOD_DIR
+
     return default_benchmark_dir() / METHOD_DIR
 
 
@@ -274,6 +276,8 @@ def download_method(
     """Fetch upstream's rubric and grading-prompt files (for `--rubrics upstream`) into `dest`
     (default: `default_method_dir()`) and return the directory; as `download_benchmark`, each file is
     verified against its packaged sum before it is written, and valid files are kept."""
+    from personagym.method.upstream import method_sums
+
     root = Path(dest).expanduser() if dest is not None else default_method_dir()
     base_url = _checked(base_url)
     files = [(rel, f"{base_url}/{urllib.parse.quote(rel)}", digest) for rel, digest in method_sums().items()]

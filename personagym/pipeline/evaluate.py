@@ -29,7 +29,6 @@ from personagym.personas import clean_persona
 from personagym.pipeline.agents import Agent, AnswerFn, CallableAgent, ModelAgent
 from personagym.pipeline.config import RunConfig
 from personagym.pipeline.context import Context, Persona
-from personagym.pipeline.judging_upstream import upstream_method
 from personagym.pipeline.preflight import preflight
 from personagym.pipeline.roles import Role
 from personagym.pipeline.run import evaluate_all
@@ -82,7 +81,9 @@ def prepare(
             raise UserError("no personas given: pass --persona TEXT or --personas FILE")
     if config.agent_template is not None:
         prompts.check_template(config.agent_template)
-    if config.rubrics == "upstream":
+    if config.rubrics == "upstream":  # its modules are loaded only by the runs that use them
+        from personagym.pipeline.judging_upstream import upstream_method
+
         upstream_method(config)  # a missing or modified copy of upstream's files: refused before any I/O
     catalog = load_catalog(config.catalog)
     catalog_id = CATALOG_VERSION if config.catalog is None else "custom:" + _digest([(e.name, e.description) for e in catalog])
