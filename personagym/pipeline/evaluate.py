@@ -20,7 +20,6 @@ from typing import Any, Sequence
 from personagym.benchmark import Benchmark
 from personagym.errors import InvalidParameter, UserError
 from personagym.llm import Gateway, Limits
-from personagym.llm.batch.runner import Batcher, BatchSettings, JobStore
 from personagym.llm.cache import Cache, learned_shapes, remember_shape
 from personagym.llm.gateway import BoundModel
 from personagym.llm.usage import Usage
@@ -94,7 +93,9 @@ def prepare(
         extra={**config.extra, "catalog": catalog_id, **({SHARD_KEY: shard_text(*shard)} if shard else {})},
     )
     batch = None
-    if config.batch:
+    if config.batch:  # the batch machinery is imported by --batch runs only
+        from personagym.llm.batch.runner import Batcher, BatchSettings
+
         poll = config.batch_poll
         batch = Batcher(BatchSettings(quiet=min(2.0, poll), poll_first=poll, poll_max=max(60.0, poll)))
     gateway = Gateway(
@@ -173,6 +174,8 @@ async def _execute(prepared: Prepared, db: str | Path, opened: list[sqlite3.Conn
         gateway.use_shapes(learned_shapes(conn))
         gateway.on_shape = lambda server, shape: remember_shape(conn, server, shape)
         if gateway.batch is not None:
+            from personagym.llm.batch.runner import JobStore
+
             gateway.batch.jobs = JobStore(conn)  # job ids outlive the process: a restart polls them again
         personas = [Persona(store.persona_id(text), text) for text in prepared.personas]
         # A shard keeps each persona's place in the whole list, so a merge restores its order.
