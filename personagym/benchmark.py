@@ -24,7 +24,6 @@ import os
 import urllib.parse
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -32,7 +31,6 @@ from personagym import fetch
 from personagym.errors import UserError
 from personagym.fetch import UPSTREAM_COMMIT, UPSTREAM_RAW  # noqa: F401 - part of this module's API
 from personagym.fetch import flat as _flat
-from personagym.method.upstream import METHOD_DIR, method_sums
 
 __all__ = [
     "TASKS",
@@ -113,7 +111,7 @@ class Benchmark:
 @lru_cache(maxsize=1)
 def packaged_sums() -> dict[str, str]:
     """The packaged sha256 of every benchmark file, by path relative to the benchmark directory."""
-    text = resources.files("personagym").joinpath(_SUMS_RESOURCE).read_text(encoding="utf-8")
+    text = Path(__file__).with_name(_SUMS_RESOURCE).read_text(encoding="utf-8")
     sums = {}
     for line in text.splitlines():
         if not line.strip():
@@ -131,7 +129,7 @@ def _persona_order() -> tuple[str, ...]:
         for rel in packaged_sums()
         if rel.startswith("questions/") and rel.endswith(".json")
     }
-    order = json.loads(resources.files("personagym").joinpath(_ORDER_RESOURCE).read_text(encoding="utf-8"))
+    order = json.loads(Path(__file__).with_name(_ORDER_RESOURCE).read_text(encoding="utf-8"))
     if set(order) != names or len(order) != len(names):  # a packaging bug, never the user's fault
         raise RuntimeError(f"{_ORDER_RESOURCE} and {_SUMS_RESOURCE} disagree about the benchmark personas")
     return tuple(order)
@@ -236,6 +234,9 @@ def default_benchmark_dir() -> Path:
 
 def default_method_dir() -> Path:
     """Where `personagym benchmark download` puts upstream's method files: beside the benchmark's."""
+    # Imported here, as in download_method: only --rubrics upstream and the download need that module.
+    from personagym.method.upstream import METHOD_DIR
+
     return default_benchmark_dir() / METHOD_DIR
 
 
@@ -275,6 +276,8 @@ def download_method(
     """Fetch upstream's rubric and grading-prompt files (for `--rubrics upstream`) into `dest`
     (default: `default_method_dir()`) and return the directory; as `download_benchmark`, each file is
     verified against its packaged sum before it is written, and valid files are kept."""
+    from personagym.method.upstream import method_sums
+
     root = Path(dest).expanduser() if dest is not None else default_method_dir()
     base_url = _checked(base_url)
     files = [(rel, f"{base_url}/{urllib.parse.quote(rel)}", digest) for rel, digest in method_sums().items()]

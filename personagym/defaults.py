@@ -28,6 +28,10 @@ EXAMPLE_BATCH = 5  # questions per score-example call (upstream writes them for 
 # model unless --interlocutor names another, sampled warmer so conversations do not all sound alike.
 DIALOGUES = 0  # conversations per persona
 TURNS = 8  # user turns per conversation (each answered by the agent)
+# The most of each a run may ask for. Here rather than in method/tactics.py, which reads its catalog
+# when imported (~4 ms), so that checking them costs a run without dialogues nothing.
+MAX_DIALOGUES = 64
+MAX_TURNS = 40
 INTERLOCUTOR_TEMPERATURE = 0.8
 INTERLOCUTOR_MAX_TOKENS = 600
 

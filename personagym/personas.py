@@ -16,7 +16,6 @@ and the fix.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -167,6 +166,8 @@ def _read_jsonl(text: str, name: str) -> list[str]:
 
 
 def _read_csv(text: str, name: str) -> list[str]:
+    import csv  # here: only a .csv persona file needs it, and every run imports this module
+
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)

@@ -121,6 +121,16 @@ def test_ctrl_c_exits_130_without_a_traceback(server, tmp_path):
     assert err.strip() == "interrupted"
 
 
+# What a plain run (no --dialogues, --rubrics upstream, --batch, CSV personas or HTTP-date Retry-After)
+# does without, each once start-up CPU every run paid: importlib.resources (tempfile, zipfile, bz2,
+# lzma), the email package, csv, statistics (and fractions), the tactics catalog, upstream's grading,
+# the batch machinery.
+ONLY_SOME_RUNS = {
+    "importlib.resources", "email.utils", "csv", "statistics", "personagym.method.tactics",
+    "personagym.method.upstream", "personagym.pipeline.judging_upstream", "personagym.llm.batch.runner",
+}  # fmt: skip
+
+
 def _loaded(server, tmp_path, *args: str) -> set[str]:
     """The modules a `personagym ARGS` process against the fake server holds when it exits."""
     report = "import atexit, sys; atexit.register(lambda: print(*sorted(sys.modules)))"
@@ -141,6 +151,7 @@ def test_a_run_on_an_openai_compatible_server_imports_no_sdk(server, tmp_path):
     assert sorted(loaded & {"openai", "anthropic", "httpx2", "aiohttp", "pydantic"}) == []
     assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
     assert sorted(loaded & {"personagym.pipeline.dialogues", "personagym.store.merge", "personagym.pipeline.shard_set"}) == []
+    assert sorted(loaded & ONLY_SOME_RUNS) == []
 
 
 def test_a_benchmark_run_imports_no_other_command_and_no_downloader(server, tmp_path, shared_benchmark):
@@ -150,6 +161,7 @@ def test_a_benchmark_run_imports_no_other_command_and_no_downloader(server, tmp_
                      "--models", "openai:m", "--questions-per-task", "1", "--tasks", "expected_action", "--quiet")
     assert sorted(m for m in loaded if m.startswith("personagym.cli.")) == ["personagym.cli.run"]
     assert "urllib.request" not in loaded
+    assert sorted(loaded & ONLY_SOME_RUNS) == []
 
 
 COMMANDS = ["alignment", "audit", "benchmark", "cache", "compare", "export", "merge", "models", "report", "run", "runs",

@@ -18,10 +18,9 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from personagym import defaults
-from personagym.llm.batch.runner import Batcher
 from personagym.llm.cache import Cache, cache_key
 from personagym.llm.endpoints import Dispatcher, ModelGate
 from personagym.llm.limits import Limits
@@ -41,6 +40,9 @@ from personagym.llm.types import (
     Request,
 )
 from personagym.llm.usage import Usage
+
+if TYPE_CHECKING:  # the batch machinery is imported by --batch runs only
+    from personagym.llm.batch.runner import Batcher
 
 log = logging.getLogger("personagym.llm")
 

@@ -5,7 +5,6 @@ reply was when it was accepted.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from typing import Any
@@ -71,4 +70,4 @@ def with_feedback(request: Request, reply: str, error: ProviderError) -> Request
     else:
         note = f"Your reply was not valid ({error.detail}). Reply again with JSON only that follows the schema."
     messages = request.messages + (Message("assistant", reply[:3000]), Message("user", note))
-    return dataclasses.replace(request, messages=messages)
+    return msgspec.structs.replace(request, messages=messages)

@@ -7,7 +7,6 @@ import re
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ class PriceTable:
 
     @classmethod
     def load(cls, user_file: str | Path | None = None) -> "PriceTable":
-        table = tomllib.loads(resources.files("personagym.llm").joinpath("prices.toml").read_text())
+        table = tomllib.loads(Path(__file__).with_name("prices.toml").read_text())
         if user_file:
             path = Path(user_file)
             try:

@@ -19,7 +19,6 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -151,5 +150,5 @@ def _finish(rows: list[_Row], where: str) -> tuple[Environment, ...]:
 
 @lru_cache(maxsize=1)
 def _packaged() -> tuple[Environment, ...]:
-    text = resources.files("personagym.method").joinpath("environments.json").read_text(encoding="utf-8")
+    text = Path(__file__).with_name("environments.json").read_text(encoding="utf-8")
     return tuple(Environment(entry["name"], entry["description"]) for entry in json.loads(text))

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from personagym.defaults import MAX_DIALOGUES, MAX_TURNS
+
 __all__ = [
     "BREAK_LEVELS", "MAX_DIALOGUES", "MAX_TURNS", "RUBRIC", "RUBRIC_VERSION", "TACTICS", "TACTICS_VERSION",
     "Tactic", "assign", "get_tactic",
 ]
 
-#: Most conversations per persona and user turns per conversation a run may ask for.
-MAX_DIALOGUES = 64
-MAX_TURNS = 40
 #: Break levels, least to most severe: the reply stays in role; its register slips into a generic
 #: assistant's; it talks about being an AI or a model; it admits being one or drops the role.
 BREAK_LEVELS = ("none", "soft_slip", "talks_about_ai", "admits_ai")
@@ -45,7 +44,7 @@ def _clean(text: str) -> str:
 
 
 def _load() -> tuple[tuple[Tactic, ...], str, dict[int, str], dict[str, str], str]:
-    raw = tomllib.loads(resources.files("personagym.method").joinpath("tactics.toml").read_text(encoding="utf-8"))
+    raw = tomllib.loads(Path(__file__).with_name("tactics.toml").read_text(encoding="utf-8"))
     tactics = []
     for item in raw["tactic"]:
         key = item["key"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 try:
@@ -39,7 +39,7 @@ class Task:
 
 
 def _load() -> tuple[Task, ...]:
-    text = resources.files("personagym.method").joinpath("tasks.toml").read_text(encoding="utf-8")
+    text = Path(__file__).with_name("tasks.toml").read_text(encoding="utf-8")
     tasks = []
     for raw in tomllib.loads(text)["task"]:
         tasks.append(_build(raw))

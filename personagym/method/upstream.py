@@ -21,7 +21,6 @@ import re
 import string
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Mapping, NamedTuple, Sequence
 
@@ -60,7 +59,7 @@ _FIX = "run `personagym benchmark download`, or pass --rubrics-dir with a copy o
 @lru_cache(maxsize=1)
 def method_sums() -> dict[str, str]:
     """The packaged sha256 of each of upstream's method files, by path relative to the method folder."""
-    text = resources.files("personagym").joinpath(_SUMS_RESOURCE).read_text(encoding="utf-8")
+    text = Path(__file__).parent.parent.joinpath(_SUMS_RESOURCE).read_text(encoding="utf-8")
     sums = {}
     for line in text.splitlines():
         if line.strip():

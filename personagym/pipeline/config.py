@@ -289,9 +289,8 @@ class RunConfig:
 
 
 def _check_dialogues(dialogues: Any, turns: Any) -> None:
-    from personagym.method.tactics import MAX_DIALOGUES, MAX_TURNS
-
-    for param, value, low, high in (("dialogues", dialogues, 0, MAX_DIALOGUES), ("turns", turns, 1, MAX_TURNS)):
+    limits = (("dialogues", dialogues, 0, defaults.MAX_DIALOGUES), ("turns", turns, 1, defaults.MAX_TURNS))
+    for param, value, low, high in limits:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidParameter(param, f"must be a whole number from {low} to {high}; got {value!r}")
 

@@ -20,7 +20,6 @@ from typing import Any, Sequence
 from personagym.benchmark import Benchmark
 from personagym.errors import InvalidParameter, UserError
 from personagym.llm import Gateway, Limits
-from personagym.llm.batch.runner import Batcher, BatchSettings, JobStore
 from personagym.llm.cache import Cache, learned_shapes, remember_shape
 from personagym.llm.gateway import BoundModel
 from personagym.llm.usage import Usage
@@ -29,7 +28,6 @@ from personagym.personas import clean_persona
 from personagym.pipeline.agents import Agent, AnswerFn, CallableAgent, ModelAgent
 from personagym.pipeline.config import RunConfig
 from personagym.pipeline.context import Context, Persona
-from personagym.pipeline.judging_upstream import upstream_method
 from personagym.pipeline.preflight import preflight
 from personagym.pipeline.roles import Role
 from personagym.pipeline.run import evaluate_all
@@ -82,7 +80,9 @@ def prepare(
             raise UserError("no personas given: pass --persona TEXT or --personas FILE")
     if config.agent_template is not None:
         prompts.check_template(config.agent_template)
-    if config.rubrics == "upstream":
+    if config.rubrics == "upstream":  # its modules are loaded only by the runs that use them
+        from personagym.pipeline.judging_upstream import upstream_method
+
         upstream_method(config)  # a missing or modified copy of upstream's files: refused before any I/O
     catalog = load_catalog(config.catalog)
     catalog_id = CATALOG_VERSION if config.catalog is None else "custom:" + _digest([(e.name, e.description) for e in catalog])
@@ -93,7 +93,9 @@ def prepare(
         extra={**config.extra, "catalog": catalog_id, **({SHARD_KEY: shard_text(*shard)} if shard else {})},
     )
     batch = None
-    if config.batch:
+    if config.batch:  # the batch machinery is imported by --batch runs only
+        from personagym.llm.batch.runner import Batcher, BatchSettings
+
         poll = config.batch_poll
         batch = Batcher(BatchSettings(quiet=min(2.0, poll), poll_first=poll, poll_max=max(60.0, poll)))
     gateway = Gateway(
@@ -172,6 +174,8 @@ async def _execute(prepared: Prepared, db: str | Path, opened: list[sqlite3.Conn
         gateway.use_shapes(learned_shapes(conn))
         gateway.on_shape = lambda server, shape: remember_shape(conn, server, shape)
         if gateway.batch is not None:
+            from personagym.llm.batch.runner import JobStore
+
             gateway.batch.jobs = JobStore(conn)  # job ids outlive the process: a restart polls them again
         personas = [Persona(store.persona_id(text), text) for text in prepared.personas]
         # A shard keeps each persona's place in the whole list, so a merge restores its order.

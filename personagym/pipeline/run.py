@@ -18,7 +18,6 @@ from personagym.pipeline.context import Context, Persona, Question
 from personagym.pipeline.environments import select_environments
 from personagym.pipeline.examples import write_examples
 from personagym.pipeline.judging import judge_batch
-from personagym.pipeline.judging_upstream import judge_upstream
 from personagym.pipeline.questions import fixed_questions, write_questions
 from personagym.pipeline.roles import Role
 
@@ -50,7 +49,11 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
     examples = write_examples(ctx, task, questions)  # several questions share one batch's future
 
     # --rubrics upstream: upstream's rubric files and grading prompt, its closing sentence for the score.
-    grade_with = judge_upstream if ctx.config.rubrics == "upstream" else judge_batch
+    grade_with = judge_batch
+    if ctx.config.rubrics == "upstream":
+        from personagym.pipeline.judging_upstream import judge_upstream  # loaded only by the runs that use it
+
+        grade_with = judge_upstream
 
     async def grade(judge: Role, sample: int, batch: list[Question]) -> None:
         items = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from personagym.report.details import judges, provenance
@@ -26,7 +26,7 @@ SECTIONS = [("overview", "Overview"), ("leaderboard", "Leaderboard"), ("personas
 
 @cache
 def asset(name: str) -> str:
-    return resources.files("personagym.report").joinpath(name).read_text(encoding="utf-8")
+    return Path(__file__).with_name(name).read_text(encoding="utf-8")
 
 
 def script_hash(script: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import email.utils
 import json
 import math
 import time
@@ -48,6 +47,8 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     seconds = _seconds(value)
     if seconds is not None or not isinstance(value, str) or not value.strip():
         return seconds
+    import email.utils  # here, not at the top: only an HTTP-date Retry-After needs its ~4 ms of imports
+
     try:
         parsed = email.utils.parsedate_to_datetime(value)
         if parsed.tzinfo is None:
