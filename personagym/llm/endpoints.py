@@ -37,7 +37,7 @@ from personagym.llm.types import Cause
 _SERVER_FAULTS = {Cause.CONNECTION, Cause.SERVER_ERROR, Cause.TIMEOUT, Cause.MALFORMED_RESPONSE}
 COOL_DOWN_FIRST = 5.0
 COOL_DOWN_MAX = 120.0
-SLOW_START = 16  # calls in flight at a server before it has answered any (or more: Dispatcher.gate)
+SLOW_START = 16  # calls in flight at a server before it has answered any (more after: Dispatcher.done)
 LEARNING = 0.2  # weight of each reply in the running token ratios (Endpoint.learn)
 FAULTS_TO_TAKE_OUT = 2  # one refused connection, or two other faults in a row
 
@@ -49,6 +49,9 @@ class Server:
     url: str
     limit: AdaptiveLimit = field(default_factory=lambda: AdaptiveLimit(sys.maxsize, start=SLOW_START))
     pacer: Pacer = field(default_factory=Pacer)
+    # The most calls the user lets one model have in flight here: the limit from the first answer
+    # on, if that answer reports no rate limits (Dispatcher.done); 0 once decided.
+    opening: int = 0
     in_flight: int = 0  # calls handed a slot here and not yet done
     written: int = 0  # of those, the ones whose request has been written (Slot.on_write)
     faults: int = 0  # consecutive
@@ -188,10 +191,7 @@ class Dispatcher:
             for url, p in providers
         ]
         for e in endpoints:
-            # Until a server has answered, it gets as many calls as the user lets one model have in
-            # flight (at least SLOW_START): a user who asks for 64 at a server that takes 64 should not
-            # spend the opening climbing there from 16.
-            e.server.limit.expect(e.cap)
+            e.server.opening = max(e.server.opening, e.cap)
         gate = ModelGate(name, endpoints)
         self.gates.append(gate)
         return gate
@@ -265,6 +265,17 @@ class Dispatcher:
                 server.pacer.refund({k: v - spent[k] for k, v in slot.charged.items() if k in spent}, now)
         reported = ratelimits.parse(headers)
         paced = reported is not None and bool(reported.budgets)
+        if server.opening and cause is None:
+            # A server's first answer, a run's preflight usually: if it reports no rate limits, the
+            # calls in flight are ours to learn, and it gets as many at once as the user lets one
+            # model have (at least SLOW_START): a user who asks for 64 at a server that takes 64
+            # should not spend the opening climbing there from 16. A server that reports its limits
+            # is paced to them from here, and its first calls keep to SLOW_START: a burst of the
+            # user's 32 before any pacing drew 4-9 refusals, not 0-3, from a server that enforces
+            # its minute a second at a time (tests/test_limits.py).
+            if not paced:
+                server.limit.expect(server.opening)
+            server.opening = 0
         if paced:
             server.pacer.observe(reported, now, refused=cause is Cause.RATE_LIMITED, cost=slot.charged)
         server.judge(cause, slot, pooled=len(slot.gate.endpoints) > 1, paced=paced)

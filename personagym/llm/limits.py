@@ -78,12 +78,10 @@ class AdaptiveLimit:
         self._last_refused: int | None = None
         self._acks = 0
         self.debt = 0  # refusals of calls sent before the last drop, not yet made up by answers
-        self.heard = False  # an answer or a refusal has come back
 
     def expect(self, calls: int) -> None:
-        """Allow `calls` at once from the start, if more than the start given, until an answer or a
-        refusal has come back."""
-        if not self.heard:
+        """Allow `calls` at once, if more than the limit, unless the server has refused a call."""
+        if not self.refusals:
             self.limit = min(max(self.limit, calls), self.ceiling)
 
     def room(self, in_flight: int) -> bool:
@@ -94,7 +92,6 @@ class AdaptiveLimit:
 
     def succeeded(self) -> bool:
         """Count an answer; True if the limit rose (so waiting callers may go)."""
-        self.heard = True
         if self.debt:
             self.debt -= 1
         if self.limit >= self.ceiling:
@@ -125,7 +122,6 @@ class AdaptiveLimit:
         cut to `written`, a server of 32 held 30.4 on average. Cut to n - 1, a busy client's count ran
         15 ahead of the server's at a run's opening, and the limit came down one refusal per round
         trip, 48 to 33 in 3 s. So the cut goes halfway between the two: each refusal halves the gap."""
-        self.heard = True
         n = in_flight_when_sent
         if epoch is not None and epoch != self.epoch:
             self.debt += 1

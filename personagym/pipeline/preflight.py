@@ -85,7 +85,7 @@ def _warm(models: Iterable[BoundModel]) -> list[Awaitable[None]]:
     first burst waits for a connection of its own, and the loop, busy starting personas, gets round
     to writing their requests 50 ms later (the 20-persona bench)."""
     servers = {e.server.url: e for model in models for e in model.gate.endpoints}
-    return [e.provider.warm(e.server.limit.limit) for e in servers.values() if hasattr(e.provider, "warm")]
+    return [e.provider.warm(max(e.server.limit.limit, e.server.opening)) for e in servers.values() if hasattr(e.provider, "warm")]
 
 
 async def _ping(gateway: Gateway, model: BoundModel) -> CallFailure | None:
