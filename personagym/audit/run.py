@@ -29,7 +29,7 @@ from personagym.method.audit_prompts import MAX_CANDIDATES
 from personagym.pipeline.plan import SIZES
 from personagym.pipeline.preflight import HOPELESS, RunStopped, explain, preflight
 from personagym.pipeline.roles import specs_of
-from personagym.pipeline.run import all_or_stop
+from personagym.pipeline.together import all_or_stop
 
 if TYPE_CHECKING:
     from personagym.progress import Progress

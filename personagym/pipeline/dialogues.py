@@ -31,6 +31,7 @@ from personagym.method.tactics import Tactic, assign
 from personagym.pipeline.config import RunConfig, _recipe
 from personagym.pipeline.context import Context, Persona
 from personagym.pipeline.roles import Role
+from personagym.pipeline.together import all_or_stop
 from personagym.store.dialogues import DialogueStore
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def opening_recipe(config: RunConfig, plan: DialoguePlan) -> str:
 
 async def converse_all(ctx: Context, persona: Persona, environments: Sequence[Environment] | None) -> None:
     chosen = plans(persona.text, ctx.config.dialogues, environments)
-    await asyncio.gather(*(converse(ctx, persona, plan) for plan in chosen))
+    await all_or_stop([converse(ctx, persona, plan) for plan in chosen])
 
 
 async def converse(ctx: Context, persona: Persona, plan: DialoguePlan) -> None:
@@ -98,10 +99,10 @@ async def converse(ctx: Context, persona: Persona, plan: DialoguePlan) -> None:
             for judge in ctx.config.judges:
                 if (turn, judge.model) not in judged:
                     grading.append(asyncio.ensure_future(_grade(ctx, store, persona, judge, dialogue, turn, history)))
-        await asyncio.gather(*grading)
+        await all_or_stop(grading)
     finally:
         for future in grading:
-            future.cancel()  # only matters when cancelled midway: leave no orphan calls behind
+            future.cancel()  # the conversation itself failed or was cancelled: leave no orphan calls behind
 
 
 async def _user_turn(

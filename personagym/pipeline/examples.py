@@ -20,6 +20,7 @@ from personagym.llm import CallFailed, Cause, Completion, Request
 from personagym.method import ScoreExamples, Stage, Task, prompts
 from personagym.method.schemas import score_example_batch
 from personagym.pipeline.context import Context, Question
+from personagym.pipeline.together import all_or_stop
 
 Examples = dict[int, str]  # rubric level -> example answer
 # A batch that could not be read even after the gateway's retries with feedback: its questions are
@@ -79,7 +80,7 @@ async def _batch(ctx: Context, task: Task, questions: list[Question], recipe: st
             results[q.id] = None  # the batch failed for a reason asking alone would not cure: recorded
         else:
             again.append(q)
-    for q, examples in zip(again, await asyncio.gather(*(_alone(ctx, q, recipe) for q in again))):
+    for q, examples in zip(again, await all_or_stop([_alone(ctx, q, recipe) for q in again])):
         results[q.id] = examples
     return results
 

@@ -10,7 +10,7 @@ Every finished step is already in the store, so running the same run again skips
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from personagym.method import Stage, Task
 from personagym.pipeline.answers import answer
@@ -20,6 +20,7 @@ from personagym.pipeline.examples import write_examples
 from personagym.pipeline.judging import judge_batch
 from personagym.pipeline.questions import fixed_questions, write_questions
 from personagym.pipeline.roles import Role
+from personagym.pipeline.together import all_or_stop
 
 
 async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, Sequence[str]] | None) -> None:
@@ -32,15 +33,13 @@ async def evaluate_persona(ctx: Context, persona: Persona, fixed: Mapping[str, S
         if environments is None:
             return  # recorded as a failure; nothing can be asked without settings
         recipe = ctx.config.environments_recipe(ctx.catalog_id)
-        per_task = await asyncio.gather(
-            *(write_questions(ctx, persona, environments, recipe, task) for task in tasks)
-        )
+        per_task = await all_or_stop([write_questions(ctx, persona, environments, recipe, task) for task in tasks])
     talks = []
     if ctx.config.dialogues:
         from personagym.pipeline.dialogues import converse_all  # loaded only by runs that talk
 
         talks.append(converse_all(ctx, persona, environments))
-    await asyncio.gather(*(evaluate_task(ctx, task, qs) for task, qs in zip(tasks, per_task) if qs), *talks)
+    await all_or_stop([*(evaluate_task(ctx, task, qs) for task, qs in zip(tasks, per_task) if qs), *talks])
 
 
 async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> None:
@@ -72,11 +71,7 @@ async def evaluate_task(ctx: Context, task: Task, questions: list[Question]) -> 
             ctx.progress.done(Stage.VERDICTS, sum(q.id in done for q in questions))
             pending = [q for q in questions if q.id not in done]
             jobs += [grade(judge, sample, pending[i : i + size]) for i in range(0, len(pending), size)]
-    try:
-        await asyncio.gather(*jobs, *answers.values(), *set(examples.values()))
-    finally:
-        for future in (*answers.values(), *examples.values()):
-            future.cancel()  # only matters when cancelled midway: leave no orphan calls behind
+    await all_or_stop([*jobs, *answers.values(), *set(examples.values())])  # none left calling if one fails
 
 
 async def evaluate_all(
@@ -100,19 +95,3 @@ async def evaluate_all(
             ctx.progress.persona_done()
 
     await all_or_stop([one(place, p) for place, p in enumerate(personas)])
-
-
-async def all_or_stop(calls: Sequence[Awaitable[Any]]) -> None:
-    """Run every call at once; the first error (a run stopped because a model cannot work, say) ends
-    them all: the others are cancelled rather than left calling a gateway that is closing."""
-    tasks = [asyncio.ensure_future(c) for c in calls]
-    if not tasks:
-        return
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            task.result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
