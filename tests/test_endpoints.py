@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from personagym.llm import Gateway, Limits, Request, RetryPolicy, Sampling
+from personagym.llm import Gateway, Limits, Request, RetryPolicy
 from personagym.llm import endpoints as endpoints_module
 from personagym.llm.limits import AdaptiveLimit
 from personagym.llm.spec import ProviderSettings
@@ -100,21 +100,6 @@ async def test_calls_count_as_sent_in_the_order_they_are_written_not_handed_thei
             for slot in (second, third):
                 dispatcher.done(slot, None)
             assert dispatcher.servers[server.base_url].written == 0
-
-
-async def test_the_preflight_opens_the_connections_the_first_burst_will_take():
-    from personagym.llm.providers import transport
-    from personagym.pipeline.preflight import preflight
-    from personagym.pipeline.roles import AGENT, JUDGE, Role
-
-    with FakeServer(latency=0.05) as server:
-        async with gateway(server.base_url, concurrency=24) as gw:
-            agent, judge = gw.model("openai:agent"), gw.model("openai:judge")  # one server, two models
-            await preflight(gw, {Role(AGENT, agent.spec, Sampling()): agent, Role(JUDGE, judge.spec, Sampling()): judge})
-            origin, _ = transport._split(server.base_url)
-            idle = transport._pools[asyncio.get_running_loop()].idle[origin]
-            assert len(idle) >= 24  # the server's opening (the user's 24); the pings' two among them
-            assert server.stats.requests == 2  # opened, not used: nothing else was asked
 
 
 async def test_the_gateway_learns_the_servers_limit_without_a_storm_of_429s():

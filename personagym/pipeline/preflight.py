@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Awaitable, Iterable
 
 from personagym.errors import UserError
 from personagym.llm import CallFailed, CallFailure, Cause, Gateway, Request, Sampling
@@ -69,23 +68,13 @@ async def preflight(gateway: Gateway, models: dict[Role, BoundModel]) -> None:
     pool = max(len(model.gate.endpoints) for _, model in first.values())
     gateway.retry = dataclasses.replace(saved, max_attempts=1 + pool, max_total_seconds=60, backoff_base=0.2)
     try:
-        pings = [_ping(gateway, model) for _, model in first.values()]
-        failures = (await asyncio.gather(*pings, *_warm(models.values())))[: len(pings)]
+        failures = await asyncio.gather(*(_ping(gateway, model) for _, model in first.values()))
     finally:
         gateway.retry, gateway.batch = saved, batch
     for (key, (role, _)), failure in zip(first.items(), failures):
         if failure is not None and failure.cause in HOPELESS:
             raise RunStopped(explain(role, failure))
         _passed.add(key)
-
-
-def _warm(models: Iterable[BoundModel]) -> list[Awaitable[None]]:
-    """While the pings are out, open the connections the run's first calls will take at each
-    server: as many as its opening allows (personagym.llm.endpoints). Otherwise each call of the
-    first burst waits for a connection of its own, and the loop, busy starting personas, gets round
-    to writing their requests 50 ms later (the 20-persona bench)."""
-    servers = {e.server.url: e for model in models for e in model.gate.endpoints}
-    return [e.provider.warm(max(e.server.limit.limit, e.server.opening)) for e in servers.values() if hasattr(e.provider, "warm")]
 
 
 async def _ping(gateway: Gateway, model: BoundModel) -> CallFailure | None:

@@ -86,10 +86,6 @@ class OpenAIProvider:
             data = jsonbytes.loads(content)
         return parse_completion(data, shape if request.schema is not None else None, rate_headers(headers))
 
-    async def warm(self, calls: int) -> None:
-        """Have connections open for `calls` at once (pipeline/preflight.py)."""
-        await self.session.warm(self.url, calls)
-
     async def aclose(self) -> None:
         await self.session.aclose()
         if "client" in self.__dict__:

@@ -355,16 +355,6 @@ class Session:
                 self._discard(conn)
             return reply
 
-    async def warm(self, url: str, connections: int) -> None:
-        """Open connections to `url`'s server until `connections` wait idle there (fewer if some
-        cannot be opened: a call that needs one then says why)."""
-        origin, _ = _split(url)
-        pool = self._shared()
-        missing = connections - len(pool.idle.get(origin, ()))
-        if missing > 0:
-            opened = await asyncio.gather(*(self._connect(origin, pool.buffer) for _ in range(missing)), return_exceptions=True)
-            pool.idle.setdefault(origin, []).extend(c for c in opened if isinstance(c, _Connection))
-
     async def _connect(self, origin: _Origin, buffer: memoryview) -> _Connection:
         secure = origin.scheme == "https"
         loop = asyncio.get_running_loop()
